@@ -1,0 +1,199 @@
+"""The one ask/tell contract that every labkit optimizer honours.
+
+```
+X = opt.ask()        # (m, *shape) tensor of candidates on opt's device, in opt's dtype
+opt.tell(ranking)    # row indices of X, best first, 1 <= len <= m  (labkit.ranking)
+opt.x                # the current iterate, shape `shape`
+sd = opt.state_dict(); other.load_state_dict(sd)
+```
+
+Rules shared by all optimizers:
+
+* ``ask()`` while a round is pending returns that same round again (a widget may redraw); the
+  round ends only with a successful ``tell``.
+* ``tell`` validates the ranking first and raises ``ValueError`` before changing anything, so a
+  refused ranking leaves the optimizer exactly as it was and the same round can be answered again.
+* All randomness comes from the optimizer's own seed / ``torch.Generator``: a run is determined by
+  its seed and the rankings it was told, and replaying them gives the same iterate bit for bit on
+  the same device.
+* ``incumbent_index`` names the row of the pending round that *is* the current iterate, when the
+  round contains it (line-search rounds do), so a user interface can mark it; otherwise ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from labkit.ranking import Ranking, validate_ranking
+
+__all__ = ["OptimizeResult", "RankOptimizer", "as_start_point", "make_generator", "optimize"]
+
+
+def as_start_point(x0: Any, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Turn ``x0`` into a float tensor, refusing empty or non-finite starting points.
+
+    A tensor keeps its device; anything else becomes a CPU tensor. The dtype is ``x0``'s when it is
+    a floating tensor, else ``dtype`` or float32 (the CPU default of the house).
+    """
+    if isinstance(x0, torch.Tensor):
+        t = x0.detach()
+        if not t.dtype.is_floating_point:
+            t = t.to(dtype or torch.float32)
+        elif dtype is not None:
+            t = t.to(dtype)
+    else:
+        try:
+            t = torch.as_tensor(x0, dtype=dtype or torch.float32)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"x0 must be a tensor or an array of numbers; got {x0!r}") from err
+    if t.numel() == 0:
+        raise ValueError(f"x0 must have at least one element; got shape {tuple(t.shape)}")
+    # Validation of the starting point is the one place a host sync is fine: it runs once.
+    if not bool(torch.isfinite(t).all()):
+        bad = (~torch.isfinite(t)).nonzero()[0].tolist()
+        raise ValueError(f"x0 must be finite; x0{bad} = {t[tuple(bad)].item()}")
+    return t.clone()
+
+
+def make_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    """The optimizer's own CPU generator, from an explicit seed or a generator handed in.
+
+    ``seed=None`` and no generator draws a fresh seed from the OS; the drawn seed can be read
+    back from ``state_dict`` so such a run can still be replayed.
+    """
+    if generator is not None and seed is not None:
+        raise ValueError("give either seed or generator, not both")
+    if generator is not None:
+        if generator.device.type != "cpu":
+            raise ValueError(
+                f"the optimizer's generator draws per-round seeds and must live on the CPU; "
+                f"got one on {generator.device}"
+            )
+        return generator
+    g = torch.Generator(device="cpu")
+    if seed is None:
+        g.seed()
+    else:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+        g.manual_seed(seed)
+    return g
+
+
+def check_positive(name: str, value: float) -> float:
+    """Return ``value`` as float if it is finite and > 0, else raise a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a positive number; got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be finite and > 0; got {value!r}")
+    return v
+
+
+class RankOptimizer(ABC):
+    """Base class of the ask/tell contract (see the module docstring).
+
+    Subclasses implement ``_ask`` and ``_tell`` and the state methods; the base class owns the
+    round bookkeeping and ranking validation so every optimizer refuses bad input the same way.
+    """
+
+    def __init__(self) -> None:
+        self._pending: torch.Tensor | None = None
+        self.rounds: int = 0  # completed rounds
+
+    # -- the contract -------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def x(self) -> torch.Tensor:
+        """The current iterate (shape of x0, on the optimizer's device)."""
+
+    @property
+    def incumbent_index(self) -> int | None:
+        """Row of the pending round that is the current iterate, or ``None``."""
+        return None
+
+    def ask(self) -> torch.Tensor:
+        """Candidates of the current round, an ``m × *shape`` tensor on the optimizer's device.
+
+        Calling ``ask`` again before ``tell`` returns the same candidates.
+        """
+        if self._pending is None:
+            self._pending = self._ask()
+        return self._pending
+
+    def tell(self, ranking: Sequence[int] | torch.Tensor) -> None:
+        """Tell the ranking of the pending round: row indices of ``ask()``'s tensor, best first.
+
+        Raises ``ValueError`` (and changes nothing) when no round is pending or the ranking breaks
+        the rules of :func:`labkit.ranking.validate_ranking`.
+        """
+        if self._pending is None:
+            raise ValueError("tell() needs a pending round: call ask() first")
+        r = validate_ranking(ranking, self._pending.shape[0])
+        self._tell(r)
+        self._pending = None
+        self.rounds += 1
+
+    @property
+    def pending(self) -> bool:
+        """Whether a round has been asked and not yet told."""
+        return self._pending is not None
+
+    @abstractmethod
+    def _ask(self) -> torch.Tensor: ...
+
+    @abstractmethod
+    def _tell(self, ranking: Ranking) -> None:
+        """Apply a *validated* ranking of the pending round."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the run identically (tensors and plain Python)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state produced by ``state_dict`` (a pending round is restored too)."""
+
+
+@dataclass
+class OptimizeResult:
+    """What :func:`optimize` returns."""
+
+    x: torch.Tensor
+    rounds: int
+    history: list[Ranking] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+
+def optimize(
+    opt: RankOptimizer,
+    judge: Callable[[torch.Tensor], Sequence[int]],
+    rounds: int,
+    *,
+    objective: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    callback: Callable[[RankOptimizer, Ranking], None] | None = None,
+) -> OptimizeResult:
+    """Run ``rounds`` ask/judge/tell rounds; the generic loop written once on top of the contract.
+
+    ``judge`` maps the ``m × *shape`` candidates to a ranking (best first). ``objective``, when
+    given, is evaluated on the iterate after each round (for curves only; the optimizer never sees
+    it).
+    """
+    history: list[Ranking] = []
+    values: list[float] = []
+    for _ in range(int(rounds)):
+        X = opt.ask()
+        r = validate_ranking(judge(X), X.shape[0])
+        opt.tell(r)
+        history.append(r)
+        if objective is not None:
+            values.append(float(objective(opt.x.unsqueeze(0))[0]))
+        if callback is not None:
+            callback(opt, r)
+    return OptimizeResult(x=opt.x.clone(), rounds=opt.rounds, history=history, values=values)
