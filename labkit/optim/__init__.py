@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 from labkit.optim.base import OptimizeResult, RankOptimizer, optimize
+from labkit.optim.cmaes import CMAES
+from labkit.optim.prior import PriorSampling
 from labkit.optim.zo_ranksgd import ZORankSGD
+from labkit.optim.zo_sgd import ZOSGD
 
-__all__ = ["OptimizeResult", "RankOptimizer", "ZORankSGD", "optimize"]
+__all__ = [
+    "CMAES",
+    "ZOSGD",
+    "OptimizeResult",
+    "PriorSampling",
+    "RankOptimizer",
+    "ZORankSGD",
+    "optimize",
+]

@@ -86,6 +86,23 @@ def make_generator(seed: int | None, generator: torch.Generator | None) -> torch
     return g
 
 
+_SEED_BOUND = 2**63 - 1
+
+
+def draw_round_seed(generator: torch.Generator) -> int:
+    """Draw one per-round seed from the optimizer's CPU generator (a CPU op, no device sync)."""
+    return int(torch.randint(0, _SEED_BOUND, (1,), generator=generator)[0])
+
+
+def device_normal(
+    seed: int, shape: tuple[int, ...], *, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """Standard normal tensor of ``shape`` drawn on ``device`` from a generator seeded ``seed``."""
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return torch.randn(shape, generator=g, device=device, dtype=dtype)
+
+
 def check_positive(name: str, value: float) -> float:
     """Return ``value`` as float if it is finite and > 0, else raise a ValueError naming it."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -116,6 +133,14 @@ class RankOptimizer(ABC):
     @property
     def incumbent_index(self) -> int | None:
         """Row of the pending round that is the current iterate, or ``None``."""
+        return None
+
+    @property
+    def round_seed(self) -> int | None:
+        """The seed the pending round's candidates were drawn from, when the optimizer has one.
+
+        Logged with each round so a replay can check it draws the same candidates.
+        """
         return None
 
     def ask(self) -> torch.Tensor:

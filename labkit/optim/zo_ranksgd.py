@@ -54,7 +54,13 @@ from typing import Any
 
 import torch
 
-from labkit.optim.base import RankOptimizer, as_start_point, check_positive, make_generator
+from labkit.optim.base import (
+    RankOptimizer,
+    as_start_point,
+    check_positive,
+    draw_round_seed,
+    make_generator,
+)
 from labkit.ranking import Ranking, edge_count
 
 __all__ = ["ZORankSGD"]
@@ -152,6 +158,11 @@ class ZORankSGD(RankOptimizer):
         return self._x.view(self.shape)
 
     @property
+    def round_seed(self) -> int | None:
+        """Seed of the pending gradient round's directions (None in a line-search round)."""
+        return None if self._in_line_search() else self._round_seed
+
+    @property
     def round_kind(self) -> str:
         """Kind of the pending (or next) round: ``"gradient"`` or ``"line_search"``."""
         return "line_search" if self._in_line_search() else "gradient"
@@ -204,8 +215,7 @@ class ZORankSGD(RankOptimizer):
 
     def _ask_gradient(self) -> torch.Tensor:
         if self._round_seed is None:
-            # The CPU generator gives each round a seed; .item() on a CPU tensor is no device sync.
-            self._round_seed = int(torch.randint(0, 2**62, (1,), generator=self._gen).item())
+            self._round_seed = draw_round_seed(self._gen)
         seed, m, x, mu = self._round_seed, self.m, self._x, self.mu
         X = torch.empty((m, self.d), device=self.device, dtype=self.dtype)
         xi = None if self.regenerate else torch.empty_like(X)
@@ -325,6 +335,7 @@ class ZORankSGD(RankOptimizer):
             "n_acc": self._n_acc,
             "winner": None if self._winner is None else list(self._winner),
             "last_step": self.last_step,
+            "pending": self.pending,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -348,4 +359,6 @@ class ZORankSGD(RankOptimizer):
         )
         self.last_step = float(state["last_step"])
         self._xi = None
-        self._pending = None  # a pending round is redrawn from its seed by the next ask()
+        # A pending round is drawn again from its seed (or, in a line-search round, from the
+        # restored iterate, ĝ and winner): the same candidates as before the save.
+        self._pending = self._ask() if state["pending"] else None

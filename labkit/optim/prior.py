@@ -1,0 +1,155 @@
+"""Prior sampling: what a user does without us.
+
+Without an optimizer, a person steering a generative model keeps drawing fresh samples from the
+model's prior — new diffusion latents, new random seeds — and keeps the one they like best. This
+baseline does exactly that, behind the ranking contract:
+
+* round 1 shows ``m`` fresh samples from the prior N(mean, σ² I);
+* every later round shows the incumbent (the best so far) in row 0 — ``incumbent_index == 0`` —
+  and ``m − 1`` fresh samples in rows ``1..m−1``;
+* the candidate ranked first becomes ``x``.
+
+So ``x`` never gets worse under a consistent judge, but the search never moves *toward* anything:
+each fresh sample is independent of everything told so far. ``mean`` defaults to zeros, like fresh
+diffusion latents; ``x0`` only fixes the shape, device and dtype and is the iterate reported until
+the first ranking arrives (it is not shown: a user without us has no starting point either).
+
+Randomness: the optimizer's CPU generator draws one 63-bit seed per round; the samples are drawn
+on ``x0``'s device from a generator seeded with it, so a pending round can be regenerated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from labkit.optim.base import (
+    RankOptimizer,
+    as_start_point,
+    check_positive,
+    device_normal,
+    draw_round_seed,
+    make_generator,
+)
+from labkit.ranking import Ranking
+
+__all__ = ["PriorSampling"]
+
+
+class PriorSampling(RankOptimizer):
+    """Best-of-fresh-samples baseline: the incumbent plus new draws from N(mean, σ² I) each round.
+
+    Args:
+        x0: the initial iterate, any shape; its device and floating dtype are the optimizer's.
+        sigma: standard deviation σ of the prior (> 0).
+        m: candidates per round (≥ 2, so that a round after the first holds a fresh sample).
+        seed: seed of the optimizer's own CPU generator (``None``: from the OS).
+        mean: the prior mean, a tensor or array of ``x0``'s shape; ``None`` means zeros.
+        generator: a CPU ``torch.Generator`` to use instead of ``seed``.
+
+    ``ask()`` returns an ``m × *x0.shape`` tensor on ``x0``'s device.
+    """
+
+    def __init__(
+        self,
+        x0: Any,
+        *,
+        sigma: float = 1.0,
+        m: int = 8,
+        seed: int | None = 0,
+        mean: Any = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self._x = as_start_point(x0)
+        self.sigma = check_positive("sigma", sigma)
+        if isinstance(m, bool) or not isinstance(m, int) or m < 2:
+            raise ValueError(
+                f"m must be an int >= 2 (the incumbent plus at least one fresh sample); got {m!r}"
+            )
+        self.m = m
+        self.mean = self._check_mean(mean)
+        self._generator = make_generator(seed, generator)
+        self._round_seed: int | None = None
+
+    def _check_mean(self, mean: Any) -> torch.Tensor:
+        """The prior mean as a tensor of x's shape, device and dtype; refuses non-finite ones."""
+        x = self._x
+        if mean is None:
+            return torch.zeros_like(x)
+        try:
+            t = torch.as_tensor(mean).detach().to(device=x.device, dtype=x.dtype)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"mean must be a tensor or an array of numbers; got {mean!r}") from err
+        if tuple(t.shape) != tuple(x.shape):
+            raise ValueError(
+                f"mean must have the shape of x0, {tuple(x.shape)}; got {tuple(t.shape)}"
+            )
+        if not bool(torch.isfinite(t).all()):  # once, at construction
+            raise ValueError("mean must be finite; it has a NaN or infinite entry")
+        return t.clone()
+
+    @property
+    def x(self) -> torch.Tensor:
+        """The incumbent (``x0`` before the first ranking), shape of ``x0``."""
+        return self._x
+
+    @property
+    def incumbent_index(self) -> int | None:
+        """0 once a first round has been ranked (the incumbent leads every later round)."""
+        return 0 if self.rounds > 0 else None
+
+    @property
+    def round_seed(self) -> int | None:
+        """The seed the pending round's random draws came from (``None`` when none is pending)."""
+        return self._round_seed
+
+    def _ask(self) -> torch.Tensor:
+        self._round_seed = draw_round_seed(self._generator)
+        return self._candidates()
+
+    def _candidates(self) -> torch.Tensor:
+        """Rows of the pending round: [incumbent,] then fresh samples mean + σ z."""
+        assert self._round_seed is not None
+        x = self._x
+        with_incumbent = self.rounds > 0
+        fresh = self.m - 1 if with_incumbent else self.m
+        z = device_normal(self._round_seed, (fresh, *x.shape), device=x.device, dtype=x.dtype)
+        samples = self.mean + self.sigma * z
+        return torch.cat([x.unsqueeze(0), samples]) if with_incumbent else samples
+
+    def _tell(self, ranking: Ranking) -> None:
+        assert self._pending is not None
+        self._x = self._pending[ranking[0]].clone()
+        self._round_seed = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Incumbent, prior, generator state, the pending round's seed (or ``None``), counters."""
+        return {
+            "x": self._x.clone(),
+            "mean": self.mean.clone(),
+            "sigma": self.sigma,
+            "generator": self._generator.get_state(),
+            "round_seed": self._round_seed,
+            "rounds": self.rounds,
+            "m": self.m,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict`; a pending round is regenerated from its seed."""
+        x = torch.as_tensor(state["x"])
+        if tuple(x.shape) != tuple(self._x.shape) or int(state["m"]) != self.m:
+            raise ValueError(
+                f"state is for shape {tuple(x.shape)} with m={state['m']}, but this optimizer "
+                f"has shape {tuple(self._x.shape)} with m={self.m}"
+            )
+        self._x = x.to(device=self._x.device, dtype=self._x.dtype).clone()
+        self.mean = self._check_mean(state["mean"])
+        self.sigma = float(state["sigma"])
+        self._generator.set_state(state["generator"])
+        self.rounds = int(state["rounds"])
+        self._round_seed = state["round_seed"]
+        self._pending = None
+        if self._round_seed is not None:
+            self._pending = self._candidates()

@@ -1,0 +1,435 @@
+"""A ranking session: task + optimizer + judge, every round written to the log before it counts.
+
+```
+ task.render(X) ──► widget (person ranks) ──► ranking ──► log.append(round)   ← first, durably
+      ▲                                                      │
+      └──────────────── X = opt.ask() ◄── opt.tell(ranking) ◄┘──► progress plot
+```
+
+The round log (:class:`labkit.store.RoundLog`) is the truth. :meth:`Session.resume` replays it
+into a freshly made optimizer and gets the same iterate bit for bit, so a kernel that dies, a
+browser tab that closes or a process killed mid-round loses nothing that was submitted: a ranking
+is committed to SQLite before the optimizer is told, and a round that was not committed was never
+acknowledged to the person.
+
+Undo marks the last round undone in the log (nothing is deleted) and rolls the optimizer back;
+the same candidates then come again, since the optimizer's randomness is rolled back too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from labkit.optim.base import RankOptimizer
+from labkit.ranking import Ranking, validate_ranking
+from labkit.store import Round, RoundLog
+from labkit.tasks.base import Task
+
+__all__ = ["Session", "default_log_path"]
+
+Judge = Callable[[torch.Tensor], Sequence[int]]
+
+# Undo restores from in-memory snapshots of the optimizer's state; older rounds are undone by
+# replaying the log (slower, same result).
+_SNAPSHOTS = 8
+
+
+def default_log_path() -> Path:
+    """Where sessions log by default: ``$LABKIT_DB`` or ``<user data dir>/labkit/rounds.sqlite``."""
+    env = os.environ.get("LABKIT_DB")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_path
+
+    return user_data_path("labkit") / "rounds.sqlite"
+
+
+def _fingerprint(opt: RankOptimizer) -> str:
+    """A hash of an optimizer's full state: resume refuses an optimizer made differently."""
+    h = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(str((t.dtype, tuple(t.shape))).encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(obj, dict):
+            for key in sorted(obj, key=str):
+                h.update(str(key).encode())
+                feed(obj[key])
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                feed(item)
+        else:
+            h.update(repr(obj).encode())
+
+    feed(opt.state_dict())
+    return h.hexdigest()
+
+
+def _config_meta(opt: RankOptimizer) -> dict[str, Any]:
+    config = opt.state_dict().get("config", {})
+    return {"optimizer": type(opt).__name__, "config": config}
+
+
+class Session:
+    """Rounds of ranking, logged, for a person through the widget or for a machine judge.
+
+    Args:
+        optimizer: a fresh optimizer (no round told yet) for a new session; for
+            :meth:`resume`, one made exactly as the logged one was.
+        task: turns candidates into what is judged (``render``) and, optionally, scores
+            (``score``) for the plot. Needed by :meth:`show`.
+        judge: a machine judge for :meth:`run` (candidates → ranking).
+        log: a :class:`RoundLog` or a path to one; default :func:`default_log_path`.
+        rater: who ranks (a person's id, ``"judge"``…), written on every row.
+        name: a free-form name stored with the session (the app uses it).
+        store_candidates: also store each round's candidate tensor in the log (large; the
+            optimizer's seed is stored anyway and suffices to replay).
+        meta: free-form JSON stored with the session.
+
+    Attributes:
+        session_id: the id of this session's rows in the log.
+        log: the :class:`RoundLog`.
+        history: the rankings of the live rounds so far, in order.
+    """
+
+    def __init__(
+        self,
+        optimizer: RankOptimizer,
+        *,
+        task: Task | None = None,
+        judge: Judge | None = None,
+        log: RoundLog | str | os.PathLike[str] | None = None,
+        rater: str | None = None,
+        name: str = "session",
+        store_candidates: bool = False,
+        meta: dict[str, Any] | None = None,
+        _session_id: str | None = None,
+    ) -> None:
+        if not isinstance(optimizer, RankOptimizer):
+            raise ValueError(f"optimizer must be a labkit RankOptimizer; got {optimizer!r}")
+        self.optimizer = optimizer
+        self.task = task
+        self.judge = judge
+        self.rater = rater
+        self.store_candidates = store_candidates
+        if isinstance(log, RoundLog):
+            self.log = log
+        else:
+            path = Path(log) if log is not None else default_log_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.log = RoundLog(path)
+        self._lock = threading.RLock()  # widget callbacks may arrive from another thread
+        self._snapshots: list[dict[str, Any]] = []
+        self._initial_state = optimizer.state_dict()  # undo past the snapshots replays from here
+        self._shown = 0  # rounds shown in the widget, seeds the display shuffle
+        self.history: list[Ranking] = []
+        self._times: list[float] = []
+        self._prev_move: torch.Tensor | None = None
+        self._listeners: list[Callable[[Session, Round | None], None]] = []
+        self._widget: Any = None
+        self._plot: Any = None
+        if _session_id is None:
+            if optimizer.rounds or optimizer.pending:
+                raise ValueError(
+                    "a new session needs a fresh optimizer (no round asked or told yet), so the "
+                    "log can replay it from the start; use Session.resume to continue a session"
+                )
+            session_meta = {
+                "name": name,
+                **_config_meta(optimizer),
+                "fingerprint": _fingerprint(optimizer),
+                "task": repr(task) if task is not None else None,
+                **(meta or {}),
+            }
+            self.session_id = self.log.new_session(meta=session_meta)
+        else:
+            self.session_id = _session_id
+
+    # -- resume -------------------------------------------------------------------------------
+    @classmethod
+    def resume(
+        cls,
+        optimizer: RankOptimizer,
+        *,
+        log: RoundLog | str | os.PathLike[str],
+        session_id: str,
+        **kwargs: Any,
+    ) -> Session:
+        """Continue a logged session: replay its live rounds into ``optimizer``.
+
+        ``optimizer`` must be made exactly as the session's was (same class, x0, options and
+        seed): its fingerprint is checked against the log before anything is replayed, and each
+        replayed round's seed against the logged one. The result is bit-identical to the
+        optimizer of the uninterrupted session on the same device.
+        """
+        store = log if isinstance(log, RoundLog) else RoundLog(log)
+        meta = store.session_meta(session_id)
+        if optimizer.rounds or optimizer.pending:
+            raise ValueError("resume needs a freshly made optimizer (no round asked or told yet)")
+        fp = _fingerprint(optimizer)
+        if meta.get("fingerprint") != fp:
+            raise ValueError(
+                f"this optimizer is not the one session {session_id} started with "
+                f"(logged {meta.get('optimizer')} {meta.get('config')}; got "
+                f"{type(optimizer).__name__} {_config_meta(optimizer)['config']}, or a different "
+                f"x0/seed): make it with the same arguments"
+            )
+        session = cls(optimizer, log=store, _session_id=session_id, **kwargs)
+        for rnd in store.rounds(session_id, with_candidates=False):
+            session._replay_one(rnd)
+        return session
+
+    def _replay_one(self, rnd: Round) -> None:
+        opt = self.optimizer
+        X = opt.ask()
+        seed = opt.round_seed
+        if X.shape[0] != rnd.m or (rnd.seed is not None and seed != rnd.seed):
+            raise ValueError(
+                f"round {rnd.round} of the log does not match the optimizer: logged m={rnd.m}, "
+                f"seed={rnd.seed}; the optimizer asks m={X.shape[0]}, seed={seed}"
+            )
+        self._push_snapshot()
+        opt.tell(rnd.ranking)
+        self.history.append(rnd.ranking)
+        self._times.append(rnd.time_epoch)
+
+    # -- rounds -------------------------------------------------------------------------------
+    @property
+    def round(self) -> int:
+        """Number of the current (not yet ranked) round; rounds count from 0."""
+        return len(self.history)
+
+    def candidates(self) -> torch.Tensor:
+        """The current round's ``m × *shape`` candidates (asking the optimizer if needed)."""
+        with self._lock:
+            return self.optimizer.ask()
+
+    def submit(
+        self,
+        ranking: Sequence[int] | torch.Tensor,
+        *,
+        rater: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Round:
+        """Rank the current round: log it durably, then tell the optimizer, then update views.
+
+        Raises ``ValueError`` (nothing logged, nothing told) for a malformed ranking.
+        """
+        with self._lock:
+            opt = self.optimizer
+            X = opt.ask()
+            r = validate_ranking(ranking, X.shape[0])
+            round_meta = {
+                "kind": getattr(opt, "round_kind", "gradient"),
+                "incumbent_index": opt.incumbent_index,
+                **(meta or {}),
+            }
+            # 1. the log first: once append returns, the ranking survives anything.
+            self.log.append(
+                self.session_id,
+                round=self.round,
+                ranking=r,
+                m=X.shape[0],
+                rater=rater if rater is not None else self.rater,
+                seed=opt.round_seed,
+                kind=round_meta["kind"],
+                candidates=X if self.store_candidates else None,
+                meta=round_meta,
+            )
+            # 2. then the optimizer (the ranking was validated, so tell cannot refuse it).
+            before = opt.x.detach().clone()
+            self._push_snapshot()
+            opt.tell(r)
+            self.history.append(r)
+            self._times.append(time.time())
+            agreement = self._agreement(opt.x - before)
+            rnd = self.log.rounds(self.session_id, with_candidates=False)[-1]
+        # 3. views, outside the lock.
+        self._after_round(rnd, agreement)
+        return rnd
+
+    def undo(self) -> Round:
+        """Undo the last live round: mark it undone in the log and roll the optimizer back.
+
+        The next ``candidates()`` are the undone round's candidates again. Raises ValueError
+        when there is nothing to undo.
+        """
+        with self._lock:
+            if not self.history:
+                raise ValueError("nothing to undo: this session has no live round")
+            last = self.round - 1
+            self.log.mark_undone(self.session_id, last)
+            self.history.pop()
+            self._times.pop()
+            self._prev_move = None
+            if self._snapshots:
+                self.optimizer.load_state_dict(self._snapshots.pop())
+            else:  # older than the snapshots: replay the log from the start
+                self._rebuild_from_log()
+            undone = self.log.rounds(self.session_id, include_undone=True, with_candidates=False)
+            rnd = next(r for r in reversed(undone) if r.round == last and r.undone)
+        self._after_undo()
+        return rnd
+
+    def _rebuild_from_log(self) -> None:
+        """Reset the optimizer to the session's start and replay the live rounds of the log."""
+        self.optimizer.load_state_dict(self._initial_state)
+        self.history.clear()
+        self._times.clear()
+        self._snapshots.clear()
+        for rnd in self.log.rounds(self.session_id, with_candidates=False):
+            self._replay_one(rnd)
+
+    def run(
+        self,
+        rounds: int,
+        *,
+        judge: Judge | None = None,
+        progress: bool = True,
+        rater: str = "judge",
+    ) -> list[Round]:
+        """Run ``rounds`` automated rounds with a machine judge (tqdm bar); logged like any."""
+        judge = judge if judge is not None else self.judge
+        if judge is None:
+            raise ValueError("run() needs a judge: pass judge=... here or to Session(...)")
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+            raise ValueError(f"rounds must be an int >= 0; got {rounds!r}")
+        from tqdm.auto import tqdm
+
+        out = []
+        for _ in tqdm(range(rounds), desc="rounds", disable=not progress, leave=False):
+            X = self.candidates()
+            out.append(self.submit(judge(X), rater=rater))
+        return out
+
+    # -- internals ----------------------------------------------------------------------------
+    def _push_snapshot(self) -> None:
+        self._snapshots.append(self.optimizer.state_dict())
+        del self._snapshots[:-_SNAPSHOTS]
+
+    def _agreement(self, move: torch.Tensor) -> float | None:
+        """Cosine between this round's move of x and the previous round's (None: no move)."""
+        move = move.reshape(-1).to(torch.float64)
+        norm = float(move.norm())
+        if norm == 0.0 or not math.isfinite(norm):
+            return None
+        prev, self._prev_move = self._prev_move, move
+        if prev is None:
+            return None
+        return float(torch.dot(prev, move) / (prev.norm() * norm))
+
+    def on_round(self, callback: Callable[[Session, Round | None], None]) -> None:
+        """Call ``callback(session, round)`` after each round (``round=None`` after an undo)."""
+        self._listeners.append(callback)
+
+    def _after_round(self, rnd: Round, agreement: float | None) -> None:
+        if self._plot is not None:
+            self._plot.update(
+                rnd.round,
+                time=rnd.time_epoch,
+                score=self._incumbent_score(),
+                step=getattr(self.optimizer, "last_step", None),
+                agreement=agreement,
+                thumbnail=self._incumbent_thumbnail(),
+            )
+        for cb in self._listeners:
+            cb(self, rnd)
+        if self._widget is not None:
+            self._present()
+
+    def _after_undo(self) -> None:
+        if self._plot is not None:
+            self._plot.truncate(len(self.history))
+        for cb in self._listeners:
+            cb(self, None)
+        if self._widget is not None:
+            self._present()
+
+    def _incumbent_score(self) -> float | None:
+        if self.task is None:
+            return None
+        try:
+            s = self.task.score(self.optimizer.x.unsqueeze(0))
+        except NotImplementedError:
+            return None
+        return float(s.reshape(-1)[0])
+
+    def _incumbent_thumbnail(self) -> bytes | None:
+        if self.task is None or not getattr(self.task, "mime", "").startswith("image/"):
+            return None
+        return self.task.render(self.optimizer.x.unsqueeze(0))[0]
+
+    # -- the notebook view --------------------------------------------------------------------
+    def show(self, *, plot: bool = True, **widget_options: Any) -> Any:
+        """The ranking widget (and the live plot) for this session, as one ipywidgets box.
+
+        Returns the box; in a notebook, make it the cell's last expression (or ``display`` it).
+        ``widget_options`` go to :class:`labkit.widgets.RankingWidget` (size, columns…).
+        """
+        if self.task is None:
+            raise ValueError("show() needs a task to render the candidates: Session(task=...)")
+        import ipywidgets
+
+        from labkit.widgets import RankingWidget
+        from labkit.widgets.progress import ProgressPlot
+
+        if self._widget is None:
+            self._widget = RankingWidget(**widget_options)
+            self._widget.on_submit(self._on_widget_submit)
+            self._widget.on_undo(self._on_widget_undo)
+        if plot and self._plot is None:
+            maximize = bool(getattr(self.task, "maximize", True))
+            self._plot = ProgressPlot(maximize=maximize)
+        self._present()
+        children = [self._widget] + ([self._plot.widget] if self._plot is not None else [])
+        return ipywidgets.VBox(children)
+
+    def _present(self) -> None:
+        """Show the current round in the widget (busy while it is rendered)."""
+        assert self._widget is not None and self.task is not None
+        w = self._widget
+        w.status = f"preparing round {self.round + 1}…"
+        w.busy = True
+        try:
+            X = self.candidates()
+            items = self.task.render(X)
+            k = getattr(self.optimizer, "k", None)
+            kind = getattr(self.optimizer, "round_kind", "gradient")
+            w.show_round(
+                items,
+                mime=getattr(self.task, "mime", "image/png"),
+                round_id=self.round,
+                # A line-search round only needs the winner: the person picks one.
+                k=1 if kind == "line_search" else k,
+                incumbent=self.optimizer.incumbent_index,
+                seed=self._display_seed(),
+            )
+            w.can_undo = bool(self.history)
+        finally:
+            w.busy = False
+
+    def _display_seed(self) -> int:
+        """Seed of the widget's display shuffle: new for every round shown, reproducible."""
+        self._shown += 1
+        digest = hashlib.sha256(f"{self.session_id}/{self.round}/{self._shown}".encode()).digest()
+        return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+    def _on_widget_submit(self, ranking: Ranking, round_id: int) -> None:
+        if round_id != self.round:
+            return  # a stale round: the widget refuses these itself; never tell them
+        self.submit(ranking)
+
+    def _on_widget_undo(self, *_: Any) -> None:
+        if self.history:
+            self.undo()

@@ -1,0 +1,12 @@
+"""Widgets: the Python side of labkit's anywidgets; front ends are built into ``static/``.
+
+The front-end sources live in the top-level ``widgets/`` folder and are built with
+``scripts/build_widgets.sh`` into ``labkit/widgets/static/``, which is committed so that
+installing labkit needs no Node.
+"""
+
+from __future__ import annotations
+
+from labkit.widgets.ranker import RankingWidget, display_order
+
+__all__ = ["RankingWidget", "display_order"]

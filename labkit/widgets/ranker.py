@@ -1,0 +1,445 @@
+"""The drag-to-rank widget: a person orders the candidates of a round, best first.
+
+``RankingWidget`` is an anywidget whose front end (``static/ranker.js``, built from the
+top-level ``widgets/src/``) shows the ``m`` candidates of one round as tiles, lets a person order
+them by dragging (mouse or touch, SortableJS) or by keyboard, and sends back one value::
+
+    submitted = {"round": <round id>, "ranking": [candidate indices, best first]}
+
+Trust boundary. Every synced trait is owned by Python except ``submitted``. The browser can
+change nothing else: :meth:`RankingWidget.set_state`, the entry point of every state update from
+the front end, drops any other key and sends Python's value back so the page reverts. A
+``submitted`` value is checked by a traitlets validator: its round must be the round on screen, not
+yet answered and not busy, and its ranking must pass :func:`labkit.ranking.validate_ranking` for
+that round's ``m`` with exactly the number of entries the round asks for (``k``, or ``m`` in a
+full ranking). A refused value never reaches ``on_submit`` callbacks; its reason is put in the
+``error`` trait, which the page shows. The Undo button is an event (a custom message), not state.
+
+Display order. People favour the first tile, so each round is shown in a shuffled order drawn
+from ``seed`` (:func:`display_order`, implemented identically in ``widgets/src/order.js``). The
+number printed on a tile (its *label*, 1-based) is its position in that shuffled order; the
+submitted ranking is always in candidate indices, the rows of the round as Python sent them.
+
+Keyboard (the root element carries ``data-lm-suppress-shortcuts`` so JupyterLab leaves the keys
+alone): number keys pick the next best by label, arrows move the focused tile, Space enlarges it,
+Backspace takes the last move back, Enter submits.
+
+Accessibility contract (also relied on by browser tests): the list has ``role="list"`` and
+``aria-label="Candidates"``; each tile ``role="listitem"`` and ``aria-label="Candidate N"`` with N
+its label; the buttons are named "Submit ranking" and "Undo"; drag handles are labelled
+"Drag handle for candidate N".
+"""
+
+from __future__ import annotations
+
+import numbers
+import pathlib
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import anywidget
+import traitlets
+
+from labkit.ranking import Ranking, validate_ranking
+
+__all__ = ["RankingWidget", "display_order"]
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+
+#: What a tile can show: still or animated images (PNG, JPEG, GIF, WebP, SVG, ...) and videos.
+_MIME_RE = re.compile(r"^(image|video)/[A-Za-z0-9][A-Za-z0-9.+-]*$")
+
+_UINT32 = 0xFFFFFFFF
+
+#: Keys of a submission as the front end writes it.
+_SUBMISSION_KEYS = frozenset({"round", "ranking"})
+
+SubmitCallback = Callable[[Ranking, int], object]
+UndoCallback = Callable[[int], object]
+
+
+def _mulberry32(seed: int) -> Iterator[int]:
+    """The 32-bit generator mulberry32, yielding uint32 values; twin of ``displayOrder`` in JS.
+
+    Every step is reduced modulo 2^32 exactly where JavaScript's ``>>> 0`` / ``Math.imul`` reduce,
+    so both sides produce the same stream for the same seed.
+    """
+    state = seed & _UINT32
+    while True:
+        state = (state + 0x6D2B79F5) & _UINT32
+        t = ((state ^ (state >> 15)) * (state | 1)) & _UINT32
+        t = (t ^ (t + (((t ^ (t >> 7)) * (t | 61)) & _UINT32))) & _UINT32
+        yield (t ^ (t >> 14)) & _UINT32
+
+
+def display_order(m: int, *, seed: int) -> tuple[int, ...]:
+    """The order in which the widget shows the ``m`` candidates of a round with this ``seed``.
+
+    Returns a permutation of ``0..m-1``: entry ``p`` is the candidate index shown at position
+    ``p`` (whose tile carries the label ``p + 1``). Fisher–Yates driven by mulberry32, so the
+    kernel can log what was shown where. ``seed`` must lie in ``[0, 2**32)``.
+    """
+    if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
+        raise ValueError(f"a round must have at least one candidate; got m={m!r}")
+    _check_seed(seed)
+    draws = _mulberry32(int(seed))
+    order = list(range(int(m)))
+    for i in range(len(order) - 1, 0, -1):
+        # floor(u * (i + 1) / 2^32): a uniform index in [0, i], computed exactly as in JS.
+        j = (next(draws) * (i + 1)) >> 32
+        order[i], order[j] = order[j], order[i]
+    return tuple(order)
+
+
+def _check_seed(seed: Any) -> None:
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, numbers.Integral)
+        or not 0 <= int(seed) <= _UINT32
+    ):
+        raise ValueError(
+            f"the display seed must be an integer in [0, 2**32) (the front end shuffles with a "
+            f"32-bit generator); got {seed!r}"
+        )
+
+
+def _as_bytes(item: Any, index: int) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, (bytearray, memoryview)):
+        return bytes(item)
+    raise ValueError(
+        f"item {index} must be the encoded bytes of an image or video (bytes, bytearray or "
+        f"memoryview); got {type(item).__name__}"
+    )
+
+
+class RankingWidget(anywidget.AnyWidget):
+    """Shows one round of candidates and returns the person's ranking of them.
+
+    ::
+
+        w = RankingWidget(size=192, columns=4)
+        w.on_submit(lambda ranking, round_id: print(round_id, ranking))
+        w.show_round([png0, png1, png2, png3], round_id=0, k=2)   # PNG bytes
+        w   # display it; when the person submits, on_submit gets e.g. ((2, 0), 0)
+
+    Python-owned traits (synced to the page; writing them from the page has no effect):
+
+    ============== =========================================================================
+    items          list of encoded media, one per candidate, sent as binary buffers
+    mimes          one MIME type per item (``image/*`` or ``video/*``)
+    round_id       id of the round on screen (None before the first round)
+    k              top-k round: how many to rank (None or 0: a full ranking)
+    incumbent      candidate index marked "current" (line-search rounds), or None
+    seed           seed of the display shuffle, in [0, 2**32)
+    size, columns  tile size in px; columns per row (0: as many as fit)
+    busy, status   the next round is being computed (input ignored); text shown meanwhile
+    error          why the last submission or undo request was refused ("" if none)
+    accepted_round round id of the last accepted submission, None until one for this round
+    can_undo       whether the Undo button is enabled
+    ============== =========================================================================
+
+    Browser-written: ``submitted`` only (validated, see the module docstring).
+    Settable from Python: ``size``, ``columns``, ``busy``, ``status``, ``can_undo``, and
+    ``submitted`` (to play the front end; same validation). The round traits are read-only;
+    set them with :meth:`show_round`.
+    """
+
+    _esm = _STATIC / "ranker.js"
+    _css = _STATIC / "ranker.css"
+
+    items = traitlets.List(traitlets.Bytes(), read_only=True).tag(sync=True)
+    mimes = traitlets.List(traitlets.Unicode(), read_only=True).tag(sync=True)
+    round_id = traitlets.Int(None, allow_none=True, read_only=True).tag(sync=True)
+    k = traitlets.Int(None, allow_none=True, read_only=True).tag(sync=True)
+    incumbent = traitlets.Int(None, allow_none=True, read_only=True).tag(sync=True)
+    seed = traitlets.Int(0, read_only=True).tag(sync=True)
+
+    size = traitlets.Int(160, min=32, max=2048).tag(sync=True)
+    columns = traitlets.Int(0, min=0, max=64).tag(sync=True)
+    busy = traitlets.Bool(False).tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+    can_undo = traitlets.Bool(False).tag(sync=True)
+
+    error = traitlets.Unicode("", read_only=True).tag(sync=True)
+    accepted_round = traitlets.Int(None, allow_none=True, read_only=True).tag(sync=True)
+
+    submitted = traitlets.Dict().tag(sync=True)
+
+    #: The one trait the front end may write.
+    _BROWSER_WRITABLE = frozenset({"submitted"})
+
+    def __init__(self, *, size: int = 160, columns: int = 0, **kwargs: Any) -> None:
+        super().__init__(size=size, columns=columns, **kwargs)
+        self._submit_callbacks: list[SubmitCallback] = []
+        self._undo_callbacks: list[UndoCallback] = []
+        self._last_ranking: Ranking | None = None
+        self._last_round: int | None = None
+        self.on_msg(self._on_frontend_msg)
+
+    # ---- the round ----------------------------------------------------------------------------
+
+    @property
+    def m(self) -> int:
+        """Number of candidates on screen (0 before the first round)."""
+        return len(self.items)
+
+    @property
+    def shown_order(self) -> tuple[int, ...]:
+        """Candidate index shown at each position of the round on screen (label = position + 1).
+
+        What the page displays before the person moves anything; worth logging with the ranking
+        to study position bias. Empty before the first round.
+        """
+        return display_order(self.m, seed=self.seed) if self.m else ()
+
+    @property
+    def last_ranking(self) -> Ranking | None:
+        """The last accepted ranking (candidate indices, best first), or None before any."""
+        return self._last_ranking
+
+    @property
+    def last_round(self) -> int | None:
+        """The round id that :attr:`last_ranking` answers, or None before any submission."""
+        return self._last_round
+
+    def show_round(
+        self,
+        items: Sequence[bytes | bytearray | memoryview],
+        *,
+        mime: str | Sequence[str] = "image/png",
+        round_id: int,
+        k: int | None = None,
+        incumbent: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Put a new round on screen; the person's ranking of it arrives through ``on_submit``.
+
+        Args:
+            items: the ``m`` candidates, each the encoded bytes of an image (PNG, JPEG, animated
+                GIF/WebP, SVG, ...) or a video, in candidate-index order. They travel to the
+                browser as binary buffers, never as base64 text.
+            mime: one MIME type for all items, or one per item (``image/*`` or ``video/*``).
+            round_id: the round's id, a non-negative integer; a submission is accepted only for
+                the round on screen, so answers to an older round are refused. Showing the same
+                id again (after an undo) reopens it.
+            k: rank only the best ``k`` (a cut line separates them from the "not ranked" rest);
+                None or 0 for a full ranking.
+            incumbent: candidate index of the current iterate, badged "current"; or None.
+            seed: seed of the display shuffle in ``[0, 2**32)``; None uses ``round_id``, so a
+                run's display orders are reproducible.
+
+        Clears ``error`` and ``busy`` (a new round is ready) and any earlier submission.
+        Raises ValueError naming the bad argument; nothing changes then.
+        """
+        if not isinstance(items, Sequence) or isinstance(items, (bytes, bytearray, str)):
+            raise ValueError(
+                f"items must be a sequence of encoded images/videos (one bytes object per "
+                f"candidate); got {type(items).__name__}"
+            )
+        blobs = [_as_bytes(item, i) for i, item in enumerate(items)]
+        m = len(blobs)
+        if m < 1:
+            raise ValueError("a round must show at least one candidate; got no items")
+        if isinstance(mime, str):
+            mimes = [mime] * m
+        else:
+            mimes = list(mime)
+            if len(mimes) != m:
+                raise ValueError(f"got {len(mimes)} MIME types for {m} items; give one per item")
+        for i, t in enumerate(mimes):
+            if not isinstance(t, str) or not _MIME_RE.match(t):
+                raise ValueError(
+                    f"MIME type of item {i} must look like 'image/png' or 'video/mp4' "
+                    f"(image/* or video/*); got {t!r}"
+                )
+        if isinstance(round_id, bool) or not isinstance(round_id, numbers.Integral) or round_id < 0:
+            raise ValueError(f"round_id must be a non-negative integer; got {round_id!r}")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral)):
+            raise ValueError(f"k must be an integer or None; got {k!r}")
+        if k is not None and not 0 <= k <= m:
+            raise ValueError(
+                f"k={k} must be between 1 and m={m} (or 0/None for a full ranking of all {m})"
+            )
+        if incumbent is not None and (
+            isinstance(incumbent, bool)
+            or not isinstance(incumbent, numbers.Integral)
+            or not 0 <= incumbent < m
+        ):
+            raise ValueError(
+                f"incumbent must be None or a candidate index in 0..{m - 1}; got {incumbent!r}"
+            )
+        shuffle_seed = int(round_id) if seed is None else seed
+        _check_seed(shuffle_seed)
+
+        # One update message, so the page never sees new items with an old round id.
+        with self.hold_sync():
+            self.set_trait("items", blobs)
+            self.set_trait("mimes", mimes)
+            self.set_trait("round_id", int(round_id))
+            self.set_trait("k", None if k is None else int(k))
+            self.set_trait("incumbent", None if incumbent is None else int(incumbent))
+            self.set_trait("seed", int(shuffle_seed))
+            self.set_trait("accepted_round", None)
+            self.set_trait("error", "")
+            # An empty dict is "nothing submitted"; resetting it also makes a re-shown round
+            # accept a ranking equal to the one it got before (traitlets only notifies changes).
+            self.submitted = {}
+            self.status = ""
+            self.busy = False
+
+    def _k_expected(self) -> int:
+        """How many entries a submission for the round on screen must have."""
+        return self.k if self.k else self.m
+
+    # ---- what the browser may write ------------------------------------------------------------
+
+    def _refuse(self, message: str) -> traitlets.TraitError:
+        self.set_trait("error", message)
+        return traitlets.TraitError(message)
+
+    @traitlets.validate("submitted")
+    def _validate_submitted(self, proposal: Any) -> dict[str, Any]:
+        value = proposal["value"]
+        if value == {}:
+            return {}  # "nothing submitted yet": what show_round resets to
+        if not isinstance(value, Mapping) or set(value) != _SUBMISSION_KEYS:
+            keys = sorted(value) if isinstance(value, Mapping) else type(value).__name__
+            raise self._refuse(
+                f"a submission must be a dict with exactly the keys 'round' and 'ranking'; "
+                f"got {keys}"
+            )
+        round_ = value["round"]
+        if isinstance(round_, bool) or not isinstance(round_, numbers.Integral):
+            raise self._refuse(f"the submission's round must be an integer; got {round_!r}")
+        if self.round_id is None:
+            raise self._refuse(f"no round is on screen; the ranking for round {round_} was refused")
+        if round_ != self.round_id:
+            raise self._refuse(
+                f"stale submission: it answers round {round_}, but round {self.round_id} is on "
+                f"screen; rank the round shown"
+            )
+        if self.busy:
+            raise self._refuse(
+                f"busy computing the next round; the ranking for round {round_} was not taken"
+            )
+        if self.accepted_round == round_:
+            raise self._refuse(f"round {round_} was already submitted; wait for the next round")
+        try:
+            ranking = validate_ranking(value["ranking"], self.m)
+        except ValueError as exc:
+            raise self._refuse(f"invalid ranking for round {round_}: {exc}") from None
+        expected = self._k_expected()
+        if len(ranking) != expected:
+            what = f"the best {expected}" if expected < self.m else f"all {expected} candidates"
+            raise self._refuse(
+                f"round {round_} asks for {what}; the ranking {list(ranking)} names {len(ranking)}"
+            )
+        return {"round": int(round_), "ranking": list(ranking)}
+
+    @traitlets.observe("submitted")
+    def _on_submitted(self, change: Mapping[str, Any]) -> None:
+        value = change["new"]
+        if not value:
+            return
+        ranking: Ranking = tuple(value["ranking"])
+        round_id = int(value["round"])
+        self._last_ranking = ranking
+        self._last_round = round_id
+        self.set_trait("error", "")
+        self.set_trait("accepted_round", round_id)
+        self.can_undo = True
+        for callback in list(self._submit_callbacks):
+            try:
+                callback(ranking, round_id)
+            except Exception as exc:
+                message = (
+                    f"the ranking for round {round_id} was accepted, but handling it failed: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                self.set_trait("error", message)
+                if isinstance(exc, traitlets.TraitError):
+                    # set_state reads a TraitError as "submission refused"; this is not one.
+                    raise RuntimeError(message) from exc
+                raise
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """Apply a state update from the front end: ``submitted`` only, validated.
+
+        Any other key is ignored and Python's value is sent back, so a page (or anything else
+        speaking the widget protocol) cannot change the round, the error or the busy flag. A
+        refused ``submitted`` is rolled back, its reason is put in ``error`` and Python's value is
+        sent back, so the page can submit again.
+        """
+        accepted = {key: value for key, value in sync_data.items() if key in self._BROWSER_WRITABLE}
+        refused = [
+            key for key in sync_data if key not in self._BROWSER_WRITABLE and key in self.keys
+        ]
+        try:
+            if accepted:
+                super().set_state(accepted)
+        except traitlets.TraitError as exc:
+            # Rolled back by traitlets (including the error the validator set); say it again.
+            self.set_trait("error", str(exc))
+            refused.extend(accepted)
+        if refused:
+            self.send_state(refused)
+
+    # ---- undo: an event, not state -------------------------------------------------------------
+
+    def _on_frontend_msg(self, _widget: object, content: Any, _buffers: object) -> None:
+        if not isinstance(content, Mapping) or content.get("event") != "undo":
+            self.set_trait("error", f"unknown message from the page: {content!r}")
+            return
+        round_ = content.get("round")
+        if self.round_id is None:
+            self.set_trait("error", "no round is on screen; nothing was undone")
+        elif self.busy:
+            self.set_trait("error", "busy computing the next round; undo was not done")
+        elif isinstance(round_, bool) or round_ != self.round_id:
+            self.set_trait(
+                "error",
+                f"stale undo request (made while round {round_!r} was on screen, now round "
+                f"{self.round_id}); nothing was undone",
+            )
+        elif not self.can_undo:
+            self.set_trait("error", "nothing to undo")
+        elif not self._undo_callbacks:
+            self.set_trait("error", "undo is not available here (nothing handles it)")
+        else:
+            self.set_trait("error", "")
+            for callback in list(self._undo_callbacks):
+                callback(self.round_id)
+
+    # ---- callbacks ------------------------------------------------------------------------------
+
+    def on_submit(self, callback: SubmitCallback, *, remove: bool = False) -> None:
+        """Call ``callback(ranking, round_id)`` once per accepted submission.
+
+        ``ranking`` is a tuple of candidate indices, best first (length ``k``, or ``m`` in a full
+        ranking); ``round_id`` the round it answers. ``remove=True`` unregisters the callback.
+        If a callback raises, the exception propagates and its message is shown in the widget.
+        """
+        _register(self._submit_callbacks, callback, remove=remove)
+
+    def on_undo(self, callback: UndoCallback, *, remove: bool = False) -> None:
+        """Call ``callback(round_id)`` when the person presses Undo.
+
+        ``round_id`` is the round on screen when Undo was pressed; the request is to take back the
+        last ranking submitted before it (the session rolls back and shows that round again).
+        Requests while busy, from a page showing an older round, or while ``can_undo`` is False
+        are refused with a message in ``error``. ``remove=True`` unregisters the callback.
+        """
+        _register(self._undo_callbacks, callback, remove=remove)
+
+
+def _register(callbacks: list[Any], callback: Callable[..., object], *, remove: bool) -> None:
+    if remove:
+        if callback in callbacks:
+            callbacks.remove(callback)
+        return
+    if not callable(callback):
+        raise ValueError(f"callback must be callable; got {callback!r}")
+    callbacks.append(callback)

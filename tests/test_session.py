@@ -1,0 +1,137 @@
+"""Sessions: log before tell, undo, resume by replay, automated runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from labkit.optim.zo_ranksgd import ZORankSGD
+from labkit.oracles import TopKJudge
+from labkit.session import Session
+from labkit.store import RoundLog
+from labkit.tasks.functions import FunctionTask
+
+
+def _opt(line_search: int = 0, seed: int = 7) -> ZORankSGD:
+    return ZORankSGD(
+        torch.tensor([1.5, -1.0]), lr=0.2, mu=0.1, m=6, k=3, seed=seed, line_search=line_search
+    )
+
+
+def _judge() -> TopKJudge:
+    return TopKJudge(FunctionTask("sphere").score, k=3)
+
+
+def test_submit_logs_before_telling_and_refuses_bad_rankings(tmp_path: Path) -> None:
+    s = Session(_opt(), log=tmp_path / "log.sqlite", rater="ada")
+    X = s.candidates()
+    with pytest.raises(ValueError, match="appears twice"):
+        s.submit([0, 0])
+    with pytest.raises(ValueError, match=r"indices 0\.\.5"):
+        s.submit([6])
+    assert s.log.rounds(s.session_id) == []  # nothing logged
+    assert torch.equal(s.candidates(), X)  # nothing told: the same round again
+    rnd = s.submit([4, 1])
+    assert rnd.ranking == (4, 1) and rnd.round == 0 and rnd.rater == "ada" and rnd.m == 6
+    assert rnd.seed is not None
+    assert s.round == 1 and s.history == [(4, 1)]
+
+
+def test_the_log_survives_when_tell_is_never_reached(tmp_path: Path) -> None:
+    """The row is committed before the optimizer is told: a crash in between loses nothing."""
+    s = Session(_opt(), log=tmp_path / "log.sqlite")
+    s.candidates()
+
+    def crash(ranking: object) -> None:
+        raise RuntimeError("power cut")
+
+    s.optimizer.tell = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        s.submit([2, 0, 1])
+    other = RoundLog(tmp_path / "log.sqlite")
+    assert [r.ranking for r in other.rounds(s.session_id)] == [(2, 0, 1)]
+
+
+@pytest.mark.parametrize("line_search", [0, 2])
+def test_resume_replays_the_log_bit_for_bit(tmp_path: Path, line_search: int) -> None:
+    path = tmp_path / "log.sqlite"
+    s = Session(_opt(line_search), log=path, judge=_judge())
+    s.run(9, progress=False)
+    s.undo()
+    s.run(4, progress=False)
+    resumed = Session.resume(_opt(line_search), log=path, session_id=s.session_id)
+    assert torch.equal(resumed.optimizer.x, s.optimizer.x)
+    assert resumed.history == s.history and resumed.round == 12
+    assert torch.equal(resumed.candidates(), s.candidates())
+
+
+def test_resume_refuses_an_optimizer_made_differently(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    s = Session(_opt(), log=path, judge=_judge())
+    s.run(2, progress=False)
+    with pytest.raises(ValueError, match="not the one session"):
+        Session.resume(_opt(seed=8), log=path, session_id=s.session_id)
+    with pytest.raises(ValueError, match="no session"):
+        Session.resume(_opt(), log=path, session_id="0" * 32)
+
+
+def test_a_new_session_needs_a_fresh_optimizer(tmp_path: Path) -> None:
+    opt = _opt()
+    opt.ask()
+    with pytest.raises(ValueError, match="fresh optimizer"):
+        Session(opt, log=tmp_path / "log.sqlite")
+
+
+def test_undo_marks_the_round_and_rolls_back_to_the_same_candidates(tmp_path: Path) -> None:
+    s = Session(_opt(), log=tmp_path / "log.sqlite", judge=_judge())
+    s.run(3, progress=False)
+    x_before, X = s.optimizer.x.clone(), s.candidates()
+    s.submit([5, 4, 3])
+    undone = s.undo()
+    assert undone.undone and undone.round == 3 and undone.ranking == (5, 4, 3)
+    assert torch.equal(s.optimizer.x, x_before)
+    assert torch.equal(s.candidates(), X)
+    s.submit([0, 1, 2])  # the redo gets the same round number, a new row
+    rows = s.log.rounds(s.session_id, include_undone=True)
+    assert [(r.round, r.undone) for r in rows] == [(0, 0), (1, 0), (2, 0), (3, 1), (3, 0)]
+
+
+def test_undo_beyond_the_snapshots_replays_the_log(tmp_path: Path) -> None:
+    s = Session(_opt(), log=tmp_path / "log.sqlite", judge=_judge())
+    reference = _opt()
+    states = [reference.x.clone()]
+    s.run(12, progress=False)
+    for r in s.history:
+        reference.ask()
+        reference.tell(r)
+        states.append(reference.x.clone())
+    for back in range(1, 12):  # more undos than snapshots kept
+        s.undo()
+        assert torch.equal(s.optimizer.x, states[12 - back]), back
+    with pytest.raises(ValueError, match="nothing to undo"):
+        s.undo()
+        s.undo()
+
+
+def test_run_needs_a_judge_and_converges(tmp_path: Path) -> None:
+    s = Session(_opt(), log=tmp_path / "log.sqlite")
+    with pytest.raises(ValueError, match="judge"):
+        s.run(1)
+    task = FunctionTask("sphere")
+    start = float(task.score(s.optimizer.x[None])[0])
+    s.run(60, judge=_judge(), progress=False)
+    assert float(task.score(s.optimizer.x[None])[0]) < 0.1 * start
+    assert len(s.log.rounds(s.session_id)) == 60
+    assert {r.rater for r in s.log.rounds(s.session_id)} == {"judge"}
+
+
+def test_sessions_share_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    a = Session(_opt(), log=path, judge=_judge())
+    b = Session(_opt(seed=3), log=path, judge=_judge())
+    a.run(3, progress=False)
+    b.run(5, progress=False)
+    log = RoundLog(path)
+    assert len(log.rounds(a.session_id)) == 3 and len(log.rounds(b.session_id)) == 5

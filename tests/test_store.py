@@ -1,0 +1,724 @@
+"""Tests of labkit.store: the append-only round log.
+
+Besides the API, three things are checked with real (forked) processes: two writers appending at
+once lose nothing; a writer SIGKILLed at random points loses no append that had returned and
+leaves a file that opens and passes ``PRAGMA integrity_check``; a writer killed while creating
+the file leaves one that the next open initialises. Fork, not fresh interpreters: importing torch
+takes seconds, and these tests start dozens of writers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import signal
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labkit.store import SCHEMA_VERSION, Round, RoundLog
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[RoundLog]:
+    with RoundLog(tmp_path / "log.labkit") as lg:
+        yield lg
+
+
+def _count_rows(path: Path) -> int:
+    with sqlite3.connect(path) as c:
+        return int(c.execute("SELECT COUNT(*) FROM rounds").fetchone()[0])
+
+
+def _integrity(path: Path) -> str:
+    c = sqlite3.connect(path)
+    try:
+        return str(c.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        c.close()
+
+
+# -- opening ----------------------------------------------------------------------------------
+
+
+def test_new_file_gets_schema_wal_and_full_sync(tmp_path: Path) -> None:
+    path = tmp_path / "new.labkit"
+    with RoundLog(path) as lg:
+        conn = lg._conn
+        assert conn is not None
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        # 2 == FULL: fsync of the WAL at every commit (see the module docstring).
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    c = sqlite3.connect(path)
+    meta = dict(c.execute("SELECT key, value FROM labkit_meta").fetchall())
+    tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    c.close()
+    assert meta["format"] == "labkit.round_log"
+    assert meta["schema_version"] == str(SCHEMA_VERSION)
+    assert {"labkit_meta", "sessions", "rounds"} <= tables
+
+
+def test_reopen_keeps_everything(tmp_path: Path) -> None:
+    path = tmp_path / "log.labkit"
+    with RoundLog(path) as lg:
+        sid = lg.new_session(meta={"task": "sphere"})
+        lg.append(sid, round=0, ranking=[1, 0], m=2, seed=7)
+    with RoundLog(path) as lg:
+        assert lg.sessions() == [sid]
+        assert lg.session_meta(sid) == {"task": "sphere"}
+        (r,) = lg.rounds(sid)
+        assert (r.round, r.ranking, r.m, r.seed) == (0, (1, 0), 2, 7)
+
+
+def test_empty_file_is_initialised(tmp_path: Path) -> None:
+    path = tmp_path / "empty.labkit"
+    path.touch()
+    with RoundLog(path) as lg:
+        sid = lg.new_session()
+        assert lg.sessions() == [sid]
+
+
+def test_refuses_text_file_and_leaves_it_alone(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    text = "these are my notes, not a database\n" * 20
+    path.write_text(text)
+    with pytest.raises(ValueError, match="is not a labkit round log"):
+        RoundLog(path)
+    assert path.read_text() == text
+
+
+def test_refuses_foreign_sqlite_database_without_touching_it(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    c = sqlite3.connect(path)
+    c.execute("CREATE TABLE people (name TEXT)")
+    c.commit()
+    c.close()
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"without a labkit_meta table.*people"):
+        RoundLog(path)
+    # Not switched to WAL, nothing written: the other application's file is exactly as it was.
+    assert path.read_bytes() == before
+    assert not Path(str(path) + "-wal").exists()
+
+
+def test_refuses_newer_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "future.labkit"
+    RoundLog(path).close()
+    c = sqlite3.connect(path)
+    c.execute("UPDATE labkit_meta SET value = ? WHERE key = 'schema_version'", (str(99),))
+    c.commit()
+    c.close()
+    with pytest.raises(ValueError, match=r"schema version 99, newer than the 1"):
+        RoundLog(path)
+
+
+def test_refuses_wrong_format_name(tmp_path: Path) -> None:
+    path = tmp_path / "x.labkit"
+    RoundLog(path).close()
+    c = sqlite3.connect(path)
+    c.execute("UPDATE labkit_meta SET value = 'something.else' WHERE key = 'format'")
+    c.commit()
+    c.close()
+    with pytest.raises(ValueError, match=r"names format 'something\.else'"):
+        RoundLog(path)
+
+
+def test_refuses_directory_and_missing_parent(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="is a directory"):
+        RoundLog(tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        RoundLog(tmp_path / "no" / "such" / "dir.labkit")
+    with pytest.raises(ValueError, match="busy_timeout"):
+        RoundLog(tmp_path / "a.labkit", busy_timeout=-1)
+
+
+def test_closed_log_refuses_work(tmp_path: Path) -> None:
+    lg = RoundLog(tmp_path / "log.labkit")
+    sid = lg.new_session()
+    lg.close()
+    lg.close()  # idempotent
+    assert lg.closed
+    with pytest.raises(ValueError, match="is closed"):
+        lg.append(sid, round=0, ranking=[0], m=1)
+    with pytest.raises(ValueError, match="is closed"):
+        lg.rounds(sid)
+
+
+# -- append and read back ---------------------------------------------------------------------
+
+
+def test_append_round_trips_every_field(log: RoundLog) -> None:
+    sid = log.new_session(meta={"optimizer": "ZORankSGD", "lr": 0.1, "seed": 0})
+    t0 = time.time()
+    seq = log.append(
+        sid,
+        round=0,
+        ranking=torch.tensor([2, 0]),
+        m=4,
+        rater="ada",
+        seed=2**64 - 1,  # torch's largest seed does not fit SQLite's int64
+        kind="line_search",
+        meta={"step": 0.5, "note": "first"},
+    )
+    t1 = time.time()
+    (r,) = log.rounds(sid)
+    assert isinstance(r, Round)
+    assert r.seq == seq
+    assert r.session_id == sid
+    assert r.round == 0
+    assert r.ranking == (2, 0)
+    assert r.m == 4
+    assert r.rater == "ada"
+    assert r.seed == 2**64 - 1
+    assert r.kind == "line_search"
+    assert r.meta == {"step": 0.5, "note": "first"}
+    assert r.undone is False and r.undone_utc is None
+    assert r.candidates is None and r.candidates_shape is None
+    assert t0 - 1e-3 <= r.time_epoch <= t1 + 1e-3
+    # The ISO string and the epoch are one reading of the clock, in UTC.
+    parsed = datetime.fromisoformat(r.time_utc)
+    offset = parsed.utcoffset()
+    assert offset is not None and offset.total_seconds() == 0
+    assert math.isclose(parsed.timestamp(), r.time_epoch, abs_tol=1e-5)
+    assert log.session_meta(sid) == {"optimizer": "ZORankSGD", "lr": 0.1, "seed": 0}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_candidates_round_trip_bit_for_bit(log: RoundLog, dtype: torch.dtype) -> None:
+    sid = log.new_session()
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(5, 2, 3, generator=g).to(dtype)
+    log.append(sid, round=0, ranking=[4, 1, 2], m=5, candidates=X)
+    (r,) = log.rounds(sid)
+    assert r.candidates is not None
+    assert r.candidates.dtype == dtype
+    assert r.candidates.device.type == "cpu"
+    assert r.candidates.shape == (5, 2, 3)
+    assert torch.equal(r.candidates.view(torch.uint8), X.contiguous().view(torch.uint8))
+    assert r.candidates_shape == (5, 2, 3)
+    assert r.candidates_dtype == str(dtype).removeprefix("torch.")
+    (lite,) = log.rounds(sid, with_candidates=False)
+    assert lite.candidates is None and lite.candidates_shape == (5, 2, 3)
+
+
+def test_non_contiguous_candidates_are_stored_as_seen(log: RoundLog) -> None:
+    sid = log.new_session()
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    X = base[:, ::2]  # a strided view, shape (4, 3)
+    log.append(sid, round=0, ranking=[0], m=4, candidates=X)
+    (r,) = log.rounds(sid)
+    assert r.candidates is not None and torch.equal(r.candidates, X)
+
+
+_BAD_APPENDS: list[tuple[dict[str, Any], str]] = [
+    ({"ranking": [0, 0]}, "appears twice"),
+    ({"ranking": [4]}, "has indices 0..3"),
+    ({"ranking": []}, "at least one candidate"),
+    ({"ranking": [0, 1, 2, 3, 0]}, "at most 4"),
+    ({"ranking": [1.0]}, "must be an integer candidate index"),
+    ({"m": 0}, "m must be >= 1"),
+    ({"m": 4.0}, "m must be an integer"),
+    ({"round": -1}, "round must be >= 0"),
+    ({"round": True}, "round must be an integer"),
+    ({"round": 1.0}, "round must be an integer"),
+    ({"seed": 1.5}, "seed must be an integer"),
+    ({"seed": False}, "seed must be an integer"),
+    ({"kind": ""}, "kind must be a non-empty string"),
+    ({"rater": 3}, "rater must be a string"),
+    ({"meta": {"x": float("nan")}}, "JSON-serializable"),
+    ({"meta": {"x": object()}}, "JSON-serializable"),
+    ({"meta": {1: "a"}}, "keys must be strings"),
+    ({"meta": [1, 2]}, "must be a mapping"),
+    ({"candidates": torch.zeros(3, 2)}, r"m=4 rows.*\(3, 2\)"),
+    ({"candidates": torch.zeros(())}, r"m=4 rows"),
+    ({"candidates": [[0.0]] * 4}, "must be a torch.Tensor"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), _BAD_APPENDS)
+def test_bad_append_raises_and_writes_nothing(
+    log: RoundLog, override: dict[str, Any], message: str
+) -> None:
+    sid = log.new_session()
+    kwargs: dict[str, Any] = {"round": 0, "ranking": [1, 0], "m": 4}
+    kwargs.update(override)
+    with pytest.raises(ValueError, match=message):
+        log.append(sid, **kwargs)
+    assert _count_rows(log.path) == 0
+    # The same round can still be answered properly afterwards.
+    log.append(sid, round=0, ranking=[1, 0], m=4)
+    assert [r.ranking for r in log.rounds(sid)] == [(1, 0)]
+
+
+def test_unknown_session_is_refused(log: RoundLog) -> None:
+    with pytest.raises(ValueError, match="create it with new_session"):
+        log.append("0" * 32, round=0, ranking=[0], m=1)
+    with pytest.raises(ValueError, match="no session"):
+        log.rounds("0" * 32)
+    with pytest.raises(ValueError, match="no session"):
+        log.session_meta("0" * 32)
+    with pytest.raises(ValueError, match="non-empty string"):
+        log.append("", round=0, ranking=[0], m=1)
+    assert _count_rows(log.path) == 0
+
+
+def test_new_session_ids_and_meta(log: RoundLog) -> None:
+    a = log.new_session(meta={"task": "a"})
+    b = log.new_session()
+    assert a != b and len(a) == 32 and int(a, 16) >= 0
+    assert log.sessions() == [a, b]
+    assert log.session_meta(b) == {}
+    rec = log.session(a)
+    assert rec.session_id == a and rec.meta == {"task": "a"} and rec.created_epoch > 0
+    with pytest.raises(ValueError, match="JSON-serializable"):
+        log.new_session(meta={"bad": float("inf")})
+    assert log.sessions() == [a, b]
+
+
+# -- round numbering, undo --------------------------------------------------------------------
+
+
+def test_duplicate_live_round_is_refused(log: RoundLog) -> None:
+    sid = log.new_session()
+    seq = log.append(sid, round=0, ranking=[0], m=2)
+    with pytest.raises(ValueError, match=rf"already has a live round 0 \(seq {seq}\)"):
+        log.append(sid, round=0, ranking=[1], m=2)
+    assert _count_rows(log.path) == 1
+    # Another session may use the same number.
+    other = log.new_session()
+    log.append(other, round=0, ranking=[1], m=2)
+
+
+def test_live_round_uniqueness_is_enforced_by_sqlite_itself(log: RoundLog) -> None:
+    """Even a writer that skipped append()'s check could not add a second live row."""
+    sid = log.new_session()
+    log.append(sid, round=0, ranking=[0], m=1)
+    c = sqlite3.connect(log.path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            c.execute(
+                "INSERT INTO rounds(session_id, round, time_utc, time_epoch, kind, m, ranking, "
+                "meta) VALUES (?, 0, 't', 0, 'gradient', 1, '[0]', '{}')",
+                (sid,),
+            )
+    finally:
+        c.close()
+
+
+def test_undo_keeps_the_row_and_frees_the_number(log: RoundLog) -> None:
+    sid = log.new_session()
+    s0 = log.append(sid, round=0, ranking=[0, 1], m=2)
+    s1 = log.append(sid, round=1, ranking=[1, 0], m=2)
+    assert log.next_round(sid) == 2
+    assert log.mark_undone(sid, 1) == s1
+    assert log.next_round(sid) == 1
+    with pytest.raises(ValueError, match="no live round 1 to undo"):
+        log.mark_undone(sid, 1)
+    with pytest.raises(ValueError, match="no live round 5 to undo"):
+        log.mark_undone(sid, 5)
+    s1b = log.append(sid, round=1, ranking=[0], m=2)
+    assert s1b > s1  # the redo is a new, later row
+    live = log.rounds(sid)
+    assert [(r.seq, r.round, r.ranking) for r in live] == [(s0, 0, (0, 1)), (s1b, 1, (0,))]
+    everything = log.rounds(sid, include_undone=True)
+    assert [(r.seq, r.undone) for r in everything] == [(s0, False), (s1, True), (s1b, False)]
+    assert everything[1].ranking == (1, 0) and everything[1].undone_utc is not None
+    # Undo twice in a row and redo: undone rows pile up, at most one live per number.
+    log.mark_undone(sid, 1)
+    log.append(sid, round=1, ranking=[1], m=2)
+    assert [r.round for r in log.rounds(sid, include_undone=True)] == [0, 1, 1, 1]
+    assert [r.ranking for r in log.rounds(sid)] == [(0, 1), (1,)]
+    assert _count_rows(log.path) == 4  # nothing was ever deleted
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("append"), st.integers(0, 4)),
+            st.tuples(st.just("undo"), st.integers(0, 4)),
+        ),
+        max_size=25,
+    )
+)
+def test_log_matches_a_model_of_append_and_undo(ops: list[tuple[str, int]]) -> None:
+    """Random appends/undos against a list-of-dicts model of the same rules."""
+    with tempfile.TemporaryDirectory() as d, RoundLog(Path(d) / "h.labkit") as lg:
+        sid = lg.new_session()
+        model: list[dict[str, Any]] = []  # one entry per row, in seq order
+        for n, (op, rnd) in enumerate(ops):
+            live = [row for row in model if row["round"] == rnd and not row["undone"]]
+            if op == "append":
+                if live:
+                    with pytest.raises(ValueError, match="already has a live round"):
+                        lg.append(sid, round=rnd, ranking=[n % 3], m=3)
+                else:
+                    lg.append(sid, round=rnd, ranking=[n % 3], m=3)
+                    model.append({"round": rnd, "ranking": (n % 3,), "undone": False})
+            else:
+                if live:
+                    lg.mark_undone(sid, rnd)
+                    live[0]["undone"] = True
+                else:
+                    with pytest.raises(ValueError, match="no live round"):
+                        lg.mark_undone(sid, rnd)
+        got = [(r.round, r.ranking, r.undone) for r in lg.rounds(sid, include_undone=True)]
+        assert got == [(row["round"], row["ranking"], row["undone"]) for row in model]
+        assert [(r.round, r.ranking) for r in lg.rounds(sid)] == [
+            (row["round"], row["ranking"]) for row in model if not row["undone"]
+        ]
+        live_rounds = [row["round"] for row in model if not row["undone"]]
+        assert lg.next_round(sid) == (max(live_rounds) + 1 if live_rounds else 0)
+
+
+# -- sessions sharing a file ------------------------------------------------------------------
+
+
+def test_sessions_share_a_file_without_mixing(log: RoundLog) -> None:
+    a = log.new_session(meta={"who": "a"})
+    b = log.new_session(meta={"who": "b"})
+    for i in range(3):
+        log.append(a, round=i, ranking=[0], m=2)
+        log.append(b, round=i, ranking=[1], m=2)
+    assert [r.ranking for r in log.rounds(a)] == [(0,)] * 3
+    assert [r.ranking for r in log.rounds(b)] == [(1,)] * 3
+    seqs = [r.seq for r in log.rounds(a)] + [r.seq for r in log.rounds(b)]
+    assert len(set(seqs)) == 6
+
+
+def test_threads_share_one_log(log: RoundLog) -> None:
+    """Widget callbacks may arrive on other threads: one RoundLog serves them all."""
+    sids = [log.new_session() for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def work(sid: str) -> None:
+        try:
+            for i in range(50):
+                log.append(sid, round=i, ranking=[i % 3], m=3)
+                log.rounds(sid, with_candidates=False)
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in sids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for sid in sids:
+        assert [r.round for r in log.rounds(sid)] == list(range(50))
+
+
+# -- exports ----------------------------------------------------------------------------------
+
+
+def _fill(log: RoundLog) -> tuple[str, str]:
+    a = log.new_session(meta={"task": "a"})
+    b = log.new_session(meta={"task": "b"})
+    log.append(a, round=0, ranking=[2, 0], m=3, rater="ada", seed=11, meta={"x": 1})
+    log.append(a, round=1, ranking=[1], m=3, seed=2**63, candidates=torch.arange(6.0).reshape(3, 2))
+    log.mark_undone(a, 1)
+    log.append(a, round=1, ranking=[0, 1, 2], m=3, kind="line_search")
+    log.append(b, round=0, ranking=[0], m=1)
+    return a, b
+
+
+def test_to_dataframe(log: RoundLog) -> None:
+    import pandas as pd
+
+    a, b = _fill(log)
+    df = log.to_dataframe()
+    assert list(df["seq"]) == [1, 2, 3, 4]
+    assert list(df["session_id"]) == [a, a, a, b]
+    assert list(df["undone"]) == [False, True, False, False]
+    assert df["ranking"].iloc[0] == (2, 0)
+    assert df["seed"].iloc[1] == 2**63
+    assert df["meta"].iloc[0] == {"x": 1}
+    assert df["candidates_shape"].iloc[1] == (3, 2)
+    assert isinstance(df["time_utc"].dtype, pd.DatetimeTZDtype)
+    only_a_live = log.to_dataframe(a, include_undone=False)
+    assert list(only_a_live["round"]) == [0, 1] and not only_a_live["undone"].any()
+    assert len(log.to_dataframe(include_undone=False)) == 3
+
+
+def test_export_csv(log: RoundLog, tmp_path: Path) -> None:
+    a, b = _fill(log)
+    out = log.export_csv(tmp_path / "rounds.csv")
+    with out.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["session_id"] for r in rows] == [a, a, a, b]
+    assert json.loads(rows[0]["ranking"]) == [2, 0]
+    assert rows[0]["rater"] == "ada" and rows[0]["seed"] == "11"
+    assert int(rows[1]["seed"]) == 2**63
+    assert rows[1]["undone"] == "1" and json.loads(rows[1]["candidates_shape"]) == [3, 2]
+    assert json.loads(rows[0]["meta"]) == {"x": 1}
+    assert rows[2]["kind"] == "line_search"
+    with log.export_csv(tmp_path / "b.csv", session_id=b).open(newline="") as f:
+        only_b = list(csv.DictReader(f))
+    assert [r["session_id"] for r in only_b] == [b]
+
+
+def test_export_json(log: RoundLog, tmp_path: Path) -> None:
+    a, b = _fill(log)
+    doc = json.loads(log.export_json(tmp_path / "log.json", include_candidates=True).read_text())
+    assert doc["format"] == "labkit.round_log" and doc["schema_version"] == SCHEMA_VERSION
+    assert [s["session_id"] for s in doc["sessions"]] == [a, b]
+    assert doc["sessions"][0]["meta"] == {"task": "a"}
+    ra = doc["sessions"][0]["rounds"]
+    assert [r["round"] for r in ra] == [0, 1, 1]
+    assert [r["undone"] for r in ra] == [False, True, False]
+    assert ra[1]["seed"] == str(2**63)  # beyond 2**53: kept exact as a string
+    assert ra[0]["seed"] == 11
+    assert ra[1]["candidates"] == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    assert ra[0]["candidates"] is None
+    live_b = json.loads(
+        log.export_json(tmp_path / "b.json", session_id=b, include_undone=False).read_text()
+    )
+    assert len(live_b["sessions"]) == 1 and "candidates" not in live_b["sessions"][0]["rounds"][0]
+
+
+# -- real processes ---------------------------------------------------------------------------
+
+
+def _fork_writer(path: Path, body: Any) -> tuple[int, int]:
+    """Fork a child that runs ``body(write_fd)`` and never returns into pytest; (pid, read_fd).
+
+    fork, not a fresh interpreter: importing torch takes seconds, and the kill tests need dozens of
+    writers. The child is a real separate process with its own SQLite connection.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(r)
+        try:
+            body(w)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            os._exit(3)
+        os._exit(0)
+    os.close(w)
+    return pid, r
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while True:
+        b = os.read(fd, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(fd)
+    return b"".join(chunks).decode()
+
+
+def _wait_all(pids: list[int], *, timeout: float) -> list[int]:
+    """Wait for forked children; on the first failure or at ``timeout``, SIGKILL the rest.
+
+    Returns the wait statuses in the order of ``pids`` (SIGKILLed ones read as signalled).
+    """
+    statuses: dict[int, int] = {}
+    deadline = time.monotonic() + timeout
+    while len(statuses) < len(pids):
+        for pid in pids:
+            if pid in statuses:
+                continue
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                statuses[pid] = status
+        failed = any(not (os.WIFEXITED(s) and os.WEXITSTATUS(s) == 0) for s in statuses.values())
+        if failed or time.monotonic() > deadline:
+            for pid in pids:
+                if pid not in statuses:
+                    os.kill(pid, signal.SIGKILL)
+                    statuses[pid] = os.waitpid(pid, 0)[1]
+        time.sleep(0.005)
+    return [statuses[pid] for pid in pids]
+
+
+def _concurrent_writer(path: Path, n: int, tag: str, go: int, w: int) -> None:
+    """Child body: wait for the go signal, open (create) the log, append ``n`` rounds."""
+    os.read(go, 1)  # start together: both create the file at once
+    with RoundLog(path) as log:
+        sid = log.new_session(meta={"writer": tag})
+        for i in range(n):
+            log.append(sid, round=i, ranking=[i % 4, (i + 1) % 4], m=4, seed=i, rater=tag)
+            if i == n // 2:
+                # Rendezvous half-way, so each writer's second half surely runs while the other
+                # is writing too (otherwise one might finish before the other is scheduled).
+                deadline = time.monotonic() + 30.0
+                while not any(
+                    len(log.rounds(s, with_candidates=False)) > n // 2
+                    for s in log.sessions()
+                    if s != sid
+                ):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"writer {tag}: the other writer never got half-way")
+                    time.sleep(0.001)
+    os.write(w, f"{sid}\n".encode())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
+    """Two processes create the same new file and append 200 rounds each concurrently."""
+    path = tmp_path / "shared.labkit"
+    n = 200
+    tags = ("p0", "p1")
+    go_r, go_w = os.pipe()
+    children = [
+        _fork_writer(path, lambda w, tag=tag: _concurrent_writer(path, n, tag, go_r, w))
+        for tag in tags
+    ]
+    os.write(go_w, b"GO")
+    os.close(go_r)
+    os.close(go_w)
+    # Wait for both; if one fails, stop the other at once (it would wait for it half-way).
+    statuses = _wait_all([pid for pid, _ in children], timeout=60.0)
+    sids = [_read_all(r).strip() for _, r in children]
+    for status in statuses:
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, statuses
+    with RoundLog(path) as lg:
+        assert sorted(lg.sessions()) == sorted(sids)
+        seqs = []
+        for sid, tag in zip(sids, tags, strict=True):
+            rounds = lg.rounds(sid)
+            assert [r.round for r in rounds] == list(range(n))
+            assert [r.seed for r in rounds] == list(range(n))
+            assert {r.rater for r in rounds} == {tag}
+            assert [r.ranking for r in rounds] == [(i % 4, (i + 1) % 4) for i in range(n)]
+            seqs.append([r.seq for r in rounds])
+        assert len(lg.to_dataframe()) == 2 * n
+    assert sorted(seqs[0] + seqs[1]) == list(range(1, 2 * n + 1))
+    # The two writers' rows are interleaved in the file, not one block after the other.
+    assert min(seqs[0]) < max(seqs[1]) and min(seqs[1]) < max(seqs[0])
+    assert _integrity(path) == "ok"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_sigkill_never_loses_a_returned_append(tmp_path: Path) -> None:
+    """SIGKILL a writer at random points 25 times; every append that returned is in the file."""
+    path = tmp_path / "killed.labkit"
+    with RoundLog(path) as lg:
+        sid = lg.new_session(meta={"test": "sigkill"})
+    # Candidates of 8 × 512 float32 (16 KiB): each commit spans several pages of the WAL, so
+    # kills land inside multi-page writes and, now and then, inside a checkpoint.
+    X = torch.randn(8, 512, generator=torch.Generator().manual_seed(0))
+    rng = random.Random(20240)
+    expected_next = 0
+    kills = 0
+    for _ in range(25):
+        start = expected_next
+
+        def body(w: int, start: int = start) -> None:
+            with RoundLog(path) as child_log:
+                i = start
+                while True:
+                    child_log.append(
+                        sid, round=i, ranking=[i % 8, (i + 3) % 8], m=8, seed=i, candidates=X
+                    )
+                    os.write(w, f"{i}\n".encode())  # only after append returned
+                    i += 1
+
+        pid, r = _fork_writer(path, body)
+        time.sleep(rng.uniform(0.0, 0.06))
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        printed = [int(x) for x in _read_all(r).split()]
+        # It died of our SIGKILL, not of an error of its own.
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+        kills += 1
+        assert printed == list(range(start, start + len(printed)))
+        assert _integrity(path) == "ok"
+        with RoundLog(path) as lg:
+            rounds = lg.rounds(sid, with_candidates=False)
+            got = [r.round for r in rounds]
+            # Every returned append is there; at most one more committed before its print.
+            assert got[: start + len(printed)] == list(range(start + len(printed)))
+            assert len(got) - (start + len(printed)) in (0, 1)
+            assert got == list(range(len(got)))
+            assert all(r.ranking == (r.round % 8, (r.round + 3) % 8) for r in rounds)
+            last = lg.rounds(sid)[-1] if rounds else None
+            if last is not None:
+                assert last.candidates is not None and torch.equal(last.candidates, X)
+            expected_next = lg.next_round(sid)
+    assert kills == 25
+    assert expected_next > 25  # the writers did get work done between kills
+
+
+def _read_line(fd: int) -> str:
+    """Block until one whole line has come through the pipe (byte by byte: nothing more)."""
+    out = b""
+    while not out.endswith(b"\n"):
+        b = os.read(fd, 1)
+        if not b:
+            break
+        out += b
+    return out.decode()
+
+
+def _create_and_append(path: Path, w: int) -> None:
+    """Child body: create the log at ``path``, one session, one round; report each step."""
+    os.write(w, b"start\n")
+    with RoundLog(path) as child_log:
+        os.write(w, b"open\n")
+        sid = child_log.new_session()
+        child_log.append(sid, round=0, ranking=[0], m=1)
+        os.write(w, f"{sid}\n".encode())
+    time.sleep(10)  # wait for the kill
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_sigkill_while_creating_the_file_leaves_it_usable(tmp_path: Path) -> None:
+    """Kill writers at points spread over the creation of a fresh log file and its first round."""
+    # 1. How long does creating a log and appending one round take here and now (tens of ms:
+    #    WAL switch, schema, fsyncs)? Time one child from "start" to its last line.
+    pid, r = _fork_writer(
+        tmp_path / "calibrate.labkit",
+        lambda w: _create_and_append(tmp_path / "calibrate.labkit", w),
+    )
+    assert _read_line(r) == "start\n"
+    t0 = time.perf_counter()
+    assert _read_line(r) == "open\n"
+    _read_line(r)
+    duration = time.perf_counter() - t0
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(r)
+    # 2. Kill fresh writers at evenly spread fractions of that time (and a bit beyond).
+    n = 15
+    outcomes: list[int] = []
+    for k in range(n):
+        path = tmp_path / f"fresh{k}.labkit"
+        pid, r = _fork_writer(path, lambda w, path=path: _create_and_append(path, w))
+        assert _read_line(r) == "start\n"
+        time.sleep(1.2 * duration * k / (n - 1))
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+        lines = _read_all(r).split()
+        outcomes.append(len(lines))
+        # 3. Whatever point it died at, the file opens, keeps a returned append, takes new ones.
+        with RoundLog(path) as lg:
+            if len(lines) == 2:  # the child's append returned: it must be there
+                assert [x.round for x in lg.rounds(lines[1])] == [0]
+            sid = lg.new_session()
+            lg.append(sid, round=0, ranking=[0], m=1)
+            assert lg.rounds(sid)[0].ranking == (0,)
+        assert _integrity(path) == "ok"
+    # Killed at once, the first writer never got its log open.
+    assert outcomes[0] == 0, outcomes
