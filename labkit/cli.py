@@ -27,12 +27,16 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    for name, help_text in (
+        ("app", "serve a notebook app with Voilà on 127.0.0.1 (default: the digits app)"),
+        ("lab", "open JupyterLab on the lessons"),
+    ):
+        sub.add_parser(name, help=help_text, add_help=False)
+
     bench = sub.add_parser("bench", help="run a benchmark; results go to docs/benchmarks.md")
     bench_sub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
-    for name, (module, help_text) in _BENCHES.items():
-        p = bench_sub.add_parser(name, help=help_text, add_help=False)
-        p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        p.set_defaults(_module=module, _prog=f"labkit bench {name}")
+    for name, (_module, help_text) in _BENCHES.items():
+        bench_sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
@@ -42,14 +46,29 @@ def _version() -> str:
     return f"labkit {__version__}"
 
 
+def _dispatch(argv: list[str]) -> tuple[str, str, list[str], str] | None:
+    """(module, entry, its argv, prog) for a subcommand, or None to let argparse answer.
+
+    Subcommands parse their own options, so everything after the name goes to them untouched
+    (argparse.REMAINDER would swallow a leading ``--option`` into the top-level parser).
+    """
+    if argv and argv[0] in ("app", "lab"):
+        return "labkit.app", f"main_{argv[0]}", argv[1:], f"labkit {argv[0]}"
+    if len(argv) >= 2 and argv[0] == "bench" and argv[1] in _BENCHES:
+        return _BENCHES[argv[1]][0], "main", argv[2:], f"labkit bench {argv[1]}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    target = _dispatch(args_list)
+    if target is None:
+        parser = _build_parser()
+        parser.parse_args(args_list)  # prints help, the version, or a usage error
         parser.print_help()
         return 0
-    module = importlib.import_module(args._module)
-    return int(module.main(list(args.args), prog=args._prog) or 0)
+    module, entry, rest, prog = target
+    return int(getattr(importlib.import_module(module), entry)(rest, prog=prog) or 0)
 
 
 if __name__ == "__main__":

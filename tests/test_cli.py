@@ -1,0 +1,59 @@
+"""The `labkit` command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from labkit import app, cli
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    for command in ("app", "lab", "bench"):
+        assert command in out
+
+
+def test_console_script_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "labkit", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and "ZO-RankSGD" in proc.stdout
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as err:
+        cli.main(["frobnicate"])
+    assert err.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_app_list_names_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["app", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "(default)" in out and "quickstart" in out
+
+
+def test_app_refuses_an_unknown_app_and_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["app", "nope"])
+    assert "no app 'nope'" in capsys.readouterr().err
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(SystemExit):
+            cli.main(["app", "quickstart", "--port", str(port), "--no-browser"])
+    assert "in use" in capsys.readouterr().err
+
+
+def test_voila_command_serves_on_loopback_with_preheated_kernels() -> None:
+    cmd = app.voila_command(app.APPS["quickstart"], port=9999, open_browser=False, pool_size=1)
+    assert "--Voila.ip=127.0.0.1" in cmd and "--port=9999" in cmd and "--no-browser" in cmd
+    assert "--preheat_kernel=True" in cmd
+    assert cmd[3].endswith("quickstart.ipynb")
