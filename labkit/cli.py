@@ -16,6 +16,7 @@ from collections.abc import Sequence
 _BENCHES = {
     "functions": ("labkit.bench.functions", "rounds-to-target on standard test functions"),
     "speed": ("labkit.bench.speed", "ask+tell wall time and memory against numpy and the floor"),
+    "latency": ("labkit.bench.latency", "click-to-next-round latency in chromium against Voilà"),
 }
 
 

@@ -88,18 +88,21 @@ class ProgressPlot:
             margin={"l": 50, "r": 20, "t": 60, "b": 40},
             showlegend=False,
         )
-        self.figure = go.FigureWidget(base)
-        # Trace order is fixed: score, best, step, agreement, pace. Updates address them by index.
-        self.figure.add_scatter(x=[], y=[], mode="lines+markers", name=score_label, row=1, col=1)
-        self.figure.add_scatter(
+        # Traces and axes go on the plain figure *before* it becomes a FigureWidget: a widget
+        # shown inside a VBox never re-sends its full state, so traces added afterwards would
+        # never reach the page. Trace order is fixed (score, best, step, agreement, pace);
+        # updates address them by index.
+        base.add_scatter(x=[], y=[], mode="lines+markers", name=score_label, row=1, col=1)
+        base.add_scatter(
             x=[], y=[], mode="lines", name="best so far", line={"dash": "dash"}, row=1, col=1
         )
-        self.figure.add_scatter(x=[], y=[], mode="lines+markers", name="step", row=1, col=2)
-        self.figure.add_scatter(x=[], y=[], mode="markers", name="agreement", row=2, col=1)
-        self.figure.add_scatter(x=[], y=[], mode="lines", name="rounds/min", row=2, col=2)
-        self.figure.update_yaxes(title_text=score_label, row=1, col=1)
-        self.figure.update_yaxes(range=[-1.05, 1.05], row=2, col=1)
-        self.figure.update_xaxes(title_text="round", row=2)
+        base.add_scatter(x=[], y=[], mode="lines+markers", name="step", row=1, col=2)
+        base.add_scatter(x=[], y=[], mode="markers", name="agreement", row=2, col=1)
+        base.add_scatter(x=[], y=[], mode="lines", name="rounds/min", row=2, col=2)
+        base.update_yaxes(title_text=score_label, row=1, col=1)
+        base.update_yaxes(range=[-1.05, 1.05], row=2, col=1)
+        base.update_xaxes(title_text="round", row=2)
+        self.figure = go.FigureWidget(base)
         self._strip = ipywidgets.HBox(layout=ipywidgets.Layout(overflow="auto hidden"))
         self._strip_rounds: list[int] = []  # the round each thumbnail in the strip shows
         children: list[ipywidgets.Widget] = [self.figure]

@@ -1,0 +1,375 @@
+"""Fixtures of the browser tests: free ports, real servers on 127.0.0.1, Debian's chromium.
+
+Every server is started by a test in a process group of its own (``start_new_session``), with a
+fresh HOME, Jupyter runtime/config dirs and JupyterLab settings/workspaces dirs under the test's
+temporary folder, so nothing from an earlier run (an open tab, a saved layout) can match a
+selector. At teardown, even after a failure, the server gets SIGTERM (it shuts its kernels down),
+then SIGKILL for the whole group and for every process that descended from it (kernels run in
+process groups of their own), each by its id.
+
+Chromium is Debian's ``/usr/bin/chromium`` (never ``playwright install``); the tests skip with a
+reason when it or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOK = REPO / "notebooks" / "quickstart.ipynb"
+ARTIFACTS = REPO / "test-artifacts"
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+# A 2-core CI machine starting a kernel that imports torch, matplotlib and plotly: be generous.
+SERVER_START_S = 90.0
+KERNEL_RUN_S = 180.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _children_map() -> dict[int, list[int]]:
+    """ppid -> pids of all processes, read from /proc (no psutil needed)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name (field 2) is in parentheses and may contain spaces; ppid follows it.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    """Ids of every living process below ``pid`` (children, grandchildren, ...)."""
+    tree = _children_map()
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+class Server:
+    """A server process (JupyterLab or Voilà) started for one test and always stopped after.
+
+    Args:
+        argv: the command line.
+        port: where it will listen on 127.0.0.1.
+        env: its environment.
+        cwd: its working directory.
+        log_path: where its stdout and stderr go (read back into a failure message).
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        port: int,
+        env: Mapping[str, str],
+        cwd: Path,
+        log_path: Path,
+    ) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, killed as one at teardown
+        )
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def wait_listening(self, timeout: float = SERVER_START_S) -> None:
+        """Return once the port accepts connections; fail with the server's log otherwise.
+
+        Only a TCP connect, no HTTP request: a GET of Voilà's page would start a kernel.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"the server exited with {self.proc.returncode} before listening:\n"
+                    f"{self.log_tail()}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1.0),
+            ):
+                return
+            time.sleep(0.25)
+        pytest.fail(f"no server listening on {self.url} after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM (kernels are shut down), then SIGKILL for the group and every descendant."""
+        below = descendants(self.proc.pid)
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.wait(timeout=10)
+        for pid in below + descendants(self.proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        self._log.close()
+
+
+def server_env(root: Path, *, db: Path) -> dict[str, str]:
+    """An environment with fresh Jupyter dirs under ``root``, SMOKE on and the log at ``db``."""
+    env = dict(os.environ)
+    dirs = {
+        "HOME": root / "home",
+        "JUPYTER_RUNTIME_DIR": root / "runtime",
+        "JUPYTER_CONFIG_DIR": root / "config",
+        "JUPYTERLAB_SETTINGS_DIR": root / "lab-settings",
+        "JUPYTERLAB_WORKSPACES_DIR": root / "lab-workspaces",
+        "IPYTHONDIR": root / "ipython",
+        "MPLCONFIGDIR": root / "mpl",
+    }
+    for name, path in dirs.items():
+        path.mkdir(parents=True, exist_ok=True)
+        env[name] = str(path)
+    env["LABKIT_SMOKE"] = "1"
+    env["LABKIT_DB"] = str(db)
+    # The kernel imports the labkit of this working tree, whatever is installed.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.pop("JUPYTER_TOKEN", None)
+    return env
+
+
+@contextlib.contextmanager
+def running_server(
+    argv: Sequence[str], *, port: int, env: Mapping[str, str], cwd: Path, log_path: Path
+) -> Iterator[Server]:
+    """Start a server, wait until it listens, yield it, and stop it whatever happened."""
+    server = Server(argv, port=port, env=env, cwd=cwd, log_path=log_path)
+    try:
+        server.wait_listening()
+        yield server
+    finally:
+        server.stop()
+
+
+def jupyter_bin(name: str) -> str:
+    """The console script ``name`` next to this Python (so the test's environment is used)."""
+    candidate = Path(sys.executable).with_name(name)
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if found is None:
+        pytest.skip(f"needs the {name!r} command")
+    return found
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Debian chromium for the whole run."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"needs Debian's chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (python)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_FLAGS), headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """``test-artifacts/browser/`` at the repository root (gitignored): screenshots go here."""
+    path = ARTIFACTS / "browser"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---- driving the ranking widget in a page ------------------------------------------------------
+# The widget's accessibility contract (labkit/widgets/ranker.py): the list is role=list named
+# "Candidates", each tile role=listitem named "Candidate N" (N its display label, 1-based), drag
+# handles "Drag handle for candidate N", the button "Submit ranking". The front end
+# (widgets/src/ranker.js) also puts the candidate index on each tile as data-candidate (and the
+# label as data-label): that is how a test maps what it sees to the rows the kernel logs.
+
+
+def candidates(page: Any) -> Any:
+    """The widget's candidate list."""
+    return page.get_by_role("list", name="Candidates")
+
+
+def dom_order(page: Any) -> list[int]:
+    """Candidate indices of the tiles, top to bottom, as the DOM holds them now."""
+    return [
+        int(c)
+        for c in candidates(page)
+        .get_by_role("listitem")
+        .evaluate_all("nodes => nodes.map(n => n.dataset.candidate)")
+    ]
+
+
+def label_map(page: Any) -> dict[int, int]:
+    """Display label -> candidate index, read from each tile's aria-label and data-candidate."""
+    pairs = (
+        candidates(page)
+        .get_by_role("listitem")
+        .evaluate_all(
+            "nodes => nodes.map(n => [n.getAttribute('aria-label'), Number(n.dataset.candidate)])"
+        )
+    )
+    out: dict[int, int] = {}
+    for aria, candidate in pairs:
+        assert aria.startswith("Candidate "), aria
+        out[int(aria.removeprefix("Candidate "))] = int(candidate)
+    return out
+
+
+def shown_round(page: Any) -> int:
+    """The round id in the widget's title ("Round N")."""
+    title = page.locator(".lk-ranker .lk-title").inner_text()
+    assert title.startswith("Round "), title
+    return int(title.removeprefix("Round "))
+
+
+def wait_for_round(page: Any, round_id: int, *, timeout_s: float) -> None:
+    """Wait until the widget shows round ``round_id`` with its tiles and an enabled Submit."""
+    page.locator(".lk-ranker .lk-title", has_text=f"Round {round_id}").first.wait_for(
+        state="visible", timeout=timeout_s * 1000
+    )
+    submit = page.get_by_role("button", name="Submit ranking")
+    deadline = time.monotonic() + timeout_s
+    while not submit.is_enabled():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Submit stayed disabled in round {round_id}")
+        time.sleep(0.05)
+
+
+def drag_tile_to_top(page: Any, label: int) -> list[int]:
+    """Drag tile ``label`` by its handle, with the mouse, onto the first tile; the new DOM order.
+
+    Real pointer events (down, several moves, up), as a person makes them; SortableJS runs in
+    fallback mode, so this is the path a mouse takes in JupyterLab and Voilà alike.
+    """
+    the_list = candidates(page)
+    the_list.scroll_into_view_if_needed()
+    first = the_list.get_by_role("listitem").first
+    handle = page.get_by_label(f"Drag handle for candidate {label}", exact=True)
+    handle.scroll_into_view_if_needed()
+    h = handle.bounding_box()
+    t = first.bounding_box()
+    assert h is not None and t is not None
+    page.mouse.move(h["x"] + h["width"] / 2, h["y"] + h["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(h["x"] + h["width"] / 2 + 6, h["y"] + h["height"] / 2 + 6, steps=4)
+    page.mouse.move(t["x"] + 12, t["y"] + 20, steps=20)
+    page.mouse.move(t["x"] + 8, t["y"] + 20, steps=4)
+    page.mouse.up()
+    return dom_order(page)
+
+
+def wait_logged(db: Path, name: str, count: int, *, timeout_s: float) -> list[Any]:
+    """The live rounds of the session called ``name`` in the log at ``db``, once ``count`` exist.
+
+    Read with :class:`labkit.store.RoundLog`, from this process, as any reader of the log would.
+    """
+    from labkit.store import RoundLog
+
+    deadline = time.monotonic() + timeout_s
+    rounds: list[Any] = []
+    while time.monotonic() < deadline:
+        if db.exists():
+            with RoundLog(db) as log:
+                ids = [s for s in log.sessions() if log.session_meta(s).get("name") == name]
+                assert len(ids) <= 1, f"several sessions called {name!r} in {db}"
+                rounds = log.rounds(ids[0], with_candidates=False) if ids else []
+        if len(rounds) >= count:
+            return rounds
+        time.sleep(0.2)
+    raise AssertionError(f"{count} rounds of {name!r} expected in {db}; found {len(rounds)}")
+
+
+def rank_by_drag_and_check(page: Any, db: Path, shot: Path, *, timeout_s: float) -> None:
+    """One round by mouse: drag the last tile to the top, submit, check the kernel's log."""
+    r = shown_round(page)
+    before = len(wait_logged(db, "quickstart", r, timeout_s=timeout_s))
+    shown = dom_order(page)
+    labels = label_map(page)
+    last_label = len(shown)
+    dragged = labels[last_label]
+    order = drag_tile_to_top(page, last_label)
+    # The drag moved the last tile to the top and kept the others' order.
+    assert order == [dragged] + [c for c in shown if c != dragged], (shown, order)
+    page.screenshot(path=str(shot))
+    page.get_by_role("button", name="Submit ranking").click()
+    wait_for_round(page, r + 1, timeout_s=timeout_s)
+    rounds = wait_logged(db, "quickstart", before + 1, timeout_s=timeout_s)
+    assert len(rounds) == before + 1
+    assert rounds[-1].round == r
+    assert list(rounds[-1].ranking) == order, "the log must hold the ranking the page showed"
+    assert rounds[-1].rater == "you" and rounds[-1].m == len(shown)
+
+
+def rank_by_keyboard_and_check(page: Any, db: Path, shot: Path, *, timeout_s: float) -> None:
+    """One round by keyboard only: labels 3 then 1, Enter; check the kernel's log."""
+    r = shown_round(page)
+    before = len(wait_logged(db, "quickstart", r, timeout_s=timeout_s))
+    shown = dom_order(page)
+    labels = label_map(page)
+    expected = [labels[3], labels[1]] + [c for c in shown if c not in (labels[3], labels[1])]
+    root = page.locator(".lk-ranker")
+    root.scroll_into_view_if_needed()
+    root.focus()  # as Tab would: the widget's root is focusable (tabindex=0)
+    page.keyboard.press("3")
+    page.keyboard.press("1")
+    assert dom_order(page) == expected
+    page.screenshot(path=str(shot))
+    page.keyboard.press("Enter")
+    wait_for_round(page, r + 1, timeout_s=timeout_s)
+    rounds = wait_logged(db, "quickstart", before + 1, timeout_s=timeout_s)
+    assert len(rounds) == before + 1
+    assert rounds[-1].round == r
+    assert list(rounds[-1].ranking) == expected
