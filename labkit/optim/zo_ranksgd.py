@@ -40,10 +40,12 @@ variance exactly when the last direction was not good enough; any other winner r
 own seed derived from the round's seed, so the same numbers can be drawn again later. With
 ``regenerate=False`` Ξ is kept between ``ask`` and ``tell`` (one draw of m·d numbers per round,
 m·d extra floats). With ``regenerate=True`` only the round's seed is kept, and ``tell`` draws the
-tiles again while accumulating g: memory stays x + g + one tile ≤ 3·d floats whatever m is, at
-the price of a second draw of m·d numbers. Both modes perform the same operations on the same
-numbers and give bit-identical iterates; ``regenerate=None`` switches regeneration on when the
-stored Ξ would hold ≥ 2**25 numbers (128 MiB in float32), e.g. d=10⁶ with m ≥ 34, or d=10⁷.
+tiles again, one scratch tile at a time, while accumulating g in place: memory stays x + g + one
+tile whatever m is, at the price of a second draw of m·d numbers (+19–28 % CPU time, see
+docs/benchmarks.md). A tile holds at most 2²² numbers, so for d ≥ 2²² that is ≤ 3·d floats.
+Both modes perform the same operations on the same numbers and give bit-identical iterates;
+``regenerate=None`` switches regeneration on when the stored Ξ would hold ≥ 2**25 numbers
+(128 MiB in float32), e.g. d=10⁶ with m ≥ 34, or d=10⁷.
 """
 
 from __future__ import annotations
@@ -202,8 +204,15 @@ class ZORankSGD(RankOptimizer):
         self._dev_gen.manual_seed(_mix(seed, tile))
         return out.normal_(generator=self._dev_gen)
 
-    def _scratch(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
-        return torch.empty((r1 - r0, c1 - c0), device=self.device, dtype=self.dtype)
+    def _scratch(self) -> torch.Tensor:
+        """One buffer that every tile of a call is drawn into (the largest tile's size)."""
+        numel = min(self.d, _TILE) * max(1, _TILE // self.d) if self.d <= _TILE else _TILE
+        return torch.empty(numel, device=self.device, dtype=self.dtype)
+
+    @staticmethod
+    def _view(buf: torch.Tensor, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
+        """A contiguous ``(r1 − r0) × (c1 − c0)`` view at the start of the scratch buffer."""
+        return buf[: (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0)
 
     # -- ask ----------------------------------------------------------------------------------
     def _in_line_search(self) -> bool:
@@ -219,8 +228,9 @@ class ZORankSGD(RankOptimizer):
         seed, m, x, mu = self._round_seed, self.m, self._x, self.mu
         X = torch.empty((m, self.d), device=self.device, dtype=self.dtype)
         xi = None if self.regenerate else torch.empty_like(X)
+        buf = self._scratch() if xi is None else torch.empty(0)
         for t, r0, r1, c0, c1 in self._tiles(m):
-            tile = self._scratch(r0, r1, c0, c1) if xi is None else xi[r0:r1, c0:c1]
+            tile = self._view(buf, r0, r1, c0, c1) if xi is None else xi[r0:r1, c0:c1]
             self._draw(tile, seed, t)
             torch.add(x[c0:c1], tile, alpha=mu, out=X[r0:r1, c0:c1])  # x + μ ξ_i
         self._xi = xi
@@ -230,9 +240,10 @@ class ZORankSGD(RankOptimizer):
         """Write x + μ ξ_best of the last gradient round into ``out`` (d,), redrawing ξ_best."""
         assert self._winner is not None
         seed, row = self._winner
+        buf = self._scratch()
         for t, r0, r1, c0, c1 in self._tiles(self.m):
             if r0 <= row < r1:
-                tile = self._draw(self._scratch(r0, r1, c0, c1), seed, t)
+                tile = self._draw(self._view(buf, r0, r1, c0, c1), seed, t)
                 torch.add(self._x[c0:c1], tile[row - r0], alpha=self.mu, out=out[c0:c1])
 
     def _ask_line_search(self) -> torch.Tensor:
@@ -269,12 +280,15 @@ class ZORankSGD(RankOptimizer):
         assert self._round_seed is not None
         c = self._coefficients(ranking)
         g = torch.zeros(self.d, device=self.device, dtype=self.dtype)
+        buf = self._scratch() if self._xi is None else None
         for t, r0, r1, c0, c1 in self._tiles(self.m):
-            if self._xi is not None:
+            if buf is None:
+                assert self._xi is not None
                 tile = self._xi[r0:r1, c0:c1]
             else:
-                tile = self._draw(self._scratch(r0, r1, c0, c1), self._round_seed, t)
-            g[c0:c1].add_(c[r0:r1] @ tile)
+                tile = self._draw(self._view(buf, r0, r1, c0, c1), self._round_seed, t)
+            # g[cols] += tileᵀ c[rows], in place: no tile-sized temporary.
+            g[c0:c1].addmv_(tile.t(), c[r0:r1])
         return g
 
     def _tell_gradient(self, ranking: Ranking) -> None:
