@@ -17,6 +17,7 @@ _BENCHES = {
     "functions": ("labkit.bench.functions", "rounds-to-target on standard test functions"),
     "speed": ("labkit.bench.speed", "ask+tell wall time and memory against numpy and the floor"),
     "latency": ("labkit.bench.latency", "click-to-next-round latency in chromium against Voilà"),
+    "control": ("labkit.bench.control", "policies from rankings of rollouts (MuJoCo, classic)"),
 }
 
 
@@ -31,6 +32,10 @@ def _build_parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("app", "serve a notebook app with Voilà on 127.0.0.1 (default: the digits app)"),
         ("lab", "open JupyterLab on the lessons"),
+        (
+            "train-digits",
+            "retrain the embedded digits diffusion model (seeded, ~20 min on 2 cores)",
+        ),
     ):
         sub.add_parser(name, help=help_text, add_help=False)
 
@@ -55,9 +60,17 @@ def _dispatch(argv: list[str]) -> tuple[str, str, list[str], str] | None:
     """
     if argv and argv[0] in ("app", "lab"):
         return "labkit.app", f"main_{argv[0]}", argv[1:], f"labkit {argv[0]}"
+    if argv and argv[0] == "train-digits":
+        return "labkit.cli", "_train_digits", argv[1:], "labkit train-digits"
     if len(argv) >= 2 and argv[0] == "bench" and argv[1] in _BENCHES:
         return _BENCHES[argv[1]][0], "main", argv[2:], f"labkit bench {argv[1]}"
     return None
+
+
+def _train_digits(argv: list[str], *, prog: str) -> int:
+    from labkit.models.digits import main as digits_main
+
+    return int(digits_main(["train", *argv]) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
