@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CMAES",
+    "ControlTask",
     "FunctionTask",
     "NoisyJudge",
     "OptimizeResult",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ControlTask": "labkit.tasks.control",
     "RankingWidget": "labkit.widgets.ranker",
     "ProgressPlot": "labkit.widgets.progress",
 }
