@@ -27,21 +27,11 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS  # noqa: F401 - re-exported to the tests
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "quickstart.ipynb"
 ARTIFACTS = REPO / "test-artifacts"
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 
 # A 2-core CI machine starting a kernel that imports torch, matplotlib and plotly: be generous.
 SERVER_START_S = 90.0
@@ -205,20 +195,6 @@ def jupyter_bin(name: str) -> str:
     if found is None:
         pytest.skip(f"needs the {name!r} command")
     return found
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """One headless Debian chromium for the whole run."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (python)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_FLAGS), headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="session")

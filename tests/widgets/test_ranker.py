@@ -480,17 +480,6 @@ def test_display_order_matches_the_javascript_twin() -> None:
 
 # ---- the real front end in a headless browser ----------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # A stand-in for anywidget's model: get/set/save_changes/on/off/send, plus `apply`, which plays
 # the kernel's update messages (binary buffers become DataViews, as in ipywidgets).
@@ -571,17 +560,6 @@ class Bridge:
             b64 = [base64.b64encode(bytes(b)).decode() for b in buffers]
             self.page.evaluate("([s, p, b]) => window.model.apply(s, p, b)", [state, paths, b64])
         self.rec.clear()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not pathlib.Path(CHROMIUM).exists():
-        pytest.skip(f"needs {CHROMIUM}")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture
