@@ -214,8 +214,12 @@ def artifacts() -> Path:
 
 
 def candidates(page: Any) -> Any:
-    """The widget's candidate list."""
-    return page.get_by_role("list", name="Candidates")
+    """The widget's candidate list.
+
+    An app may show several sessions (a lesson's automated run below the person's): the helpers
+    here always act on the first ranking widget of the page, the person's.
+    """
+    return page.get_by_role("list", name="Candidates").first
 
 
 def dom_order(page: Any) -> list[int]:
@@ -246,7 +250,7 @@ def label_map(page: Any) -> dict[int, int]:
 
 def shown_round(page: Any) -> int:
     """The round id in the widget's title ("Round N")."""
-    title = page.locator(".lk-ranker .lk-title").inner_text()
+    title = page.locator(".lk-ranker .lk-title").first.inner_text()
     assert title.startswith("Round "), title
     return int(title.removeprefix("Round "))
 
@@ -256,7 +260,7 @@ def wait_for_round(page: Any, round_id: int, *, timeout_s: float) -> None:
     page.locator(".lk-ranker .lk-title", has_text=f"Round {round_id}").first.wait_for(
         state="visible", timeout=timeout_s * 1000
     )
-    submit = page.get_by_role("button", name="Submit ranking")
+    submit = page.get_by_role("button", name="Submit ranking").first
     deadline = time.monotonic() + timeout_s
     while not submit.is_enabled():
         if time.monotonic() > deadline:
@@ -273,7 +277,7 @@ def drag_tile_to_top(page: Any, label: int) -> list[int]:
     the_list = candidates(page)
     the_list.scroll_into_view_if_needed()
     first = the_list.get_by_role("listitem").first
-    handle = page.get_by_label(f"Drag handle for candidate {label}", exact=True)
+    handle = page.get_by_label(f"Drag handle for candidate {label}", exact=True).first
     handle.scroll_into_view_if_needed()
     h = handle.bounding_box()
     t = first.bounding_box()
@@ -320,7 +324,7 @@ def rank_by_drag_and_check(page: Any, db: Path, shot: Path, *, timeout_s: float)
     # The drag moved the last tile to the top and kept the others' order.
     assert order == [dragged] + [c for c in shown if c != dragged], (shown, order)
     page.screenshot(path=str(shot))
-    page.get_by_role("button", name="Submit ranking").click()
+    page.get_by_role("button", name="Submit ranking").first.click()
     wait_for_round(page, r + 1, timeout_s=timeout_s)
     rounds = wait_logged(db, "quickstart", before + 1, timeout_s=timeout_s)
     assert len(rounds) == before + 1
@@ -336,7 +340,7 @@ def rank_by_keyboard_and_check(page: Any, db: Path, shot: Path, *, timeout_s: fl
     shown = dom_order(page)
     labels = label_map(page)
     expected = [labels[3], labels[1]] + [c for c in shown if c not in (labels[3], labels[1])]
-    root = page.locator(".lk-ranker")
+    root = page.locator(".lk-ranker").first
     root.scroll_into_view_if_needed()
     root.focus()  # as Tab would: the widget's root is focusable (tabindex=0)
     page.keyboard.press("3")
