@@ -21,9 +21,11 @@ __version__ = "0.1.0"
 __all__ = [
     "CMAES",
     "ControlTask",
+    "DigitsTask",
     "FunctionTask",
     "NoisyJudge",
     "OptimizeResult",
+    "PipelineTask",
     "ProgressPlot",
     "RankOptimizer",
     "Ranking",
@@ -41,6 +43,8 @@ __all__ = [
 
 _LAZY = {
     "ControlTask": "labkit.tasks.control",
+    "DigitsTask": "labkit.tasks.diffusion",
+    "PipelineTask": "labkit.tasks.diffusion",
     "RankingWidget": "labkit.widgets.ranker",
     "ProgressPlot": "labkit.widgets.progress",
 }

@@ -18,6 +18,7 @@ _BENCHES = {
     "speed": ("labkit.bench.speed", "ask+tell wall time and memory against numpy and the floor"),
     "latency": ("labkit.bench.latency", "click-to-next-round latency in chromium against Voilà"),
     "control": ("labkit.bench.control", "policies from rankings of rollouts (MuJoCo, classic)"),
+    "diffusion": ("labkit.bench.diffusion", "rounds to steer digits latents to a judge's target"),
 }
 
 
