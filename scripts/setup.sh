@@ -19,6 +19,6 @@ if [[ "${1:-}" == "--test" ]]; then
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
     fi
 else
-    "$PY" -m pip install --quiet -e .
+    "$PY" -m pip install --quiet -e ".[control]"
 fi
 "$PY" -c "import torch, labkit; print('labkit', labkit.__version__, 'with torch', torch.__version__)"
