@@ -64,28 +64,32 @@ def _live_rounds(db: Path) -> dict[str, list[Round]]:
         return {s: log.rounds(s, with_candidates=False) for s in log.sessions()}
 
 
-def _wait_new_row(db: Path, before: int, timeout_s: float) -> list[Round]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        rows = sorted((r for rs in _live_rounds(db).values() for r in rs), key=lambda r: r.seq)
-        if len(rows) > before:
-            return rows
-        time.sleep(0.2)
-    raise AssertionError(f"no new round in {db} after {timeout_s:.0f} s")
+def _max_seq(db: Path) -> int:
+    return max((r.seq for rs in _live_rounds(db).values() for r in rs), default=0)
 
 
 def _rank_one_round_by_drag(page: Any, db: Path) -> Round:
-    """Drag the last tile to the top, submit, and return the row the kernel logged."""
+    """Drag the last tile to the top, submit, and return the row the kernel logged for it.
+
+    Other sessions may be logging at the same time (a lesson's automated run in another
+    visitor's kernel), so the row is found by what it must hold: appended after the click, for
+    the round on screen, with the ranking the page showed (the k tiles above the cut line of a
+    top-k round, all of them in a full round).
+    """
     r = shown_round(page)
-    before = sum(len(rs) for rs in _live_rounds(db).values())
+    after = _max_seq(db)
     order = drag_tile_to_top(page, len(dom_order(page)))
     page.get_by_role("button", name="Submit ranking").first.click()
     wait_for_round(page, r + 1, timeout_s=KERNEL_RUN_S)
-    row = _wait_new_row(db, before, KERNEL_RUN_S)[-1]
-    assert row.round == r
-    # A top-k round logs the k tiles above the cut line; a full round logs them all.
-    assert list(row.ranking) == order[: len(row.ranking)], (order, row.ranking)
-    return row
+    deadline = time.monotonic() + KERNEL_RUN_S
+    while time.monotonic() < deadline:
+        new = [x for rs in _live_rounds(db).values() for x in rs if x.seq > after]
+        mine = [x for x in new if x.round == r and list(x.ranking) == order[: len(x.ranking)]]
+        if mine:
+            assert len(mine) == 1, mine
+            return mine[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no row with round {r} and ranking ⊑ {order} in {db}: {new}")
 
 
 @pytest.mark.parametrize("name", list(APPS))
