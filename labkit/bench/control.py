@@ -48,6 +48,8 @@ from typing import Any
 
 import torch
 
+from labkit.bench._common import positive_int
+
 __all__ = ["ENVS", "METHODS", "EnvSetting", "Method", "RunTrace", "main", "run_one"]
 
 
@@ -369,16 +371,6 @@ def view_time(*, env: str, horizon: int, repeats: int = 3) -> float:
 _QUICK_ENVS = ("CartPole", "Swimmer", "HalfCheetah")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
-
-
 def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
@@ -394,18 +386,18 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help=f"{', '.join(_QUICK_ENVS)}, 2 seeds, 96 episodes each, no Ray (under a minute)",
     )
     p.add_argument("--envs", nargs="+", choices=list(ENVS), default=None, help="environments")
-    p.add_argument("--seeds", type=_positive_int, default=None, help="runs per (env, method)")
+    p.add_argument("--seeds", type=positive_int, default=None, help="runs per (env, method)")
     p.add_argument(
-        "--budget", type=_positive_int, default=None, help="episodes per run (default: per env)"
+        "--budget", type=positive_int, default=None, help="episodes per run (default: per env)"
     )
     p.add_argument(
         "--ray-cpus",
-        type=_positive_int,
+        type=positive_int,
         default=2,
         help="workers of the local Ray instance for the throughput row (default 2)",
     )
     p.add_argument("--no-ray", action="store_true", help="skip the Ray throughput row")
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="PNG, runs.csv, summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -43,19 +43,19 @@ model's default DDIM steps and guidance, with 1 and 2 torch threads.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from labkit.bench._common import limited_threads, positive_int
 from labkit.optim.base import RankOptimizer
 from labkit.optim.cmaes import CMAES
 from labkit.optim.prior import PriorSampling
@@ -349,7 +349,7 @@ def round_time(
         shared = _Shared(load_digits_model(), DigitClassifier())
     task = DigitsTask(3, model=shared.model, classifier=shared.classifier)
     g = torch.Generator().manual_seed(0)
-    with _threads(threads):
+    with limited_threads(threads):
         task.images(torch.randn(M, 1, 16, 16, generator=g))
         times = []
         for _ in range(repeats):
@@ -361,33 +361,6 @@ def round_time(
 
 
 # -- command line ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """``n`` torch threads (and BLAS threads through threadpoolctl when present), restored."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            yield
-        else:
-            with threadpool_limits(n):
-                yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
-
-
 def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
@@ -403,9 +376,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="digit and picture problems, renormalized only, 2 seeds, 15 rounds (about a minute)",
     )
-    p.add_argument("--seeds", type=_positive_int, default=None, help="runs per cell (default 6)")
+    p.add_argument("--seeds", type=positive_int, default=None, help="runs per cell (default 6)")
     p.add_argument(
-        "--rounds", type=_positive_int, default=None, help="round budget per run (default 30)"
+        "--rounds", type=positive_int, default=None, help="round budget per run (default 30)"
     )
     p.add_argument("--problems", nargs="+", choices=PROBLEMS, default=None)
     p.add_argument(
@@ -423,7 +396,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="torch threads for the runs (default 1; the round timing uses 1 and 2)",
     )
@@ -451,7 +424,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench diffusion"
     t0 = time.perf_counter()
     shared = _Shared(dm.load_digits_model(), dm.DigitClassifier())
     timing = {n: round_time(n, shared=shared, repeats=3 if quick else 7) for n in (1, 2)}
-    with _threads(args.threads):
+    with limited_threads(args.threads):
         traces = run_diffusion(
             problems=problems,
             methods=methods,

@@ -39,19 +39,19 @@ the curvature (the rank-based methods are invariant to monotone transformations 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from labkit.bench._common import limited_threads, positive_int
 from labkit.optim.base import RankOptimizer
 from labkit.oracles import NoisyJudge, TopKJudge
 from labkit.tasks.functions import TestFunction, get_function
@@ -493,34 +493,6 @@ _FULL_DIMS = (10, 100, 1000)
 _QUICK_DIMS = (10, 100)
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """``n`` threads in torch and, through threadpoolctl when present, in NumPy's BLAS; restored
-    on exit (``main`` may run inside a test session or a notebook)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # a transitive dependency (scikit-learn); without it BLAS keeps its own
-            yield
-        else:
-            with threadpool_limits(n):
-                yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
-
-
 def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
@@ -537,20 +509,20 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dims",
-        type=_positive_int,
+        type=positive_int,
         nargs="+",
         metavar="D",
         help=f"dimensions (default {' '.join(map(str, _FULL_DIMS))}; d >= 2)",
     )
     p.add_argument(
         "--seeds",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="runs per (problem, d, method); medians are reported (default 5)",
     )
     p.add_argument(
         "--rounds",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="budget: N rounds of 8 candidates, i.e. 8·N queries for every method "
@@ -565,7 +537,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="threads for torch and for NumPy's BLAS (pycma) (default 1: these are "
         "small problems, and on a busy machine a parallel region waits for its slowest "
@@ -600,7 +572,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench functions"
         return int(args.rounds) if args.rounds is not None else max(least, per_d * d)
 
     t0 = time.perf_counter()
-    with _threads(args.threads):
+    with limited_threads(args.threads):
         traces = run_functions(
             problems=problems, dims=dims, seeds=seeds, rounds=rounds, progress=not args.no_progress
         )

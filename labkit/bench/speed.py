@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from labkit.bench._common import positive_int
 from labkit.bench._numpy_ref import NumpyRankSGD
 from labkit.optim.zo_ranksgd import ZORankSGD
 
@@ -445,16 +446,6 @@ def target_lines(result: dict[str, Any]) -> list[str]:
 
 
 # -- command line ---------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        value = int(float(text))  # accepts 1e6
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1 or value != float(text):
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
-
-
 def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
@@ -471,28 +462,28 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dims",
-        type=_positive_int,
+        type=positive_int,
         nargs="+",
         metavar="D",
         help=f"dimensions (default {' '.join(f'{d:.0e}' for d in _FULL_DIMS)})",
     )
     p.add_argument(
         "--ms",
-        type=_positive_int,
+        type=positive_int,
         nargs="+",
         metavar="M",
         help=f"candidates per round (default {' '.join(map(str, _FULL_MS))})",
     )
     p.add_argument(
         "--repeats",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="timed rounds per measurement, after one warm-up (default 5; 3 with --quick)",
     )
     p.add_argument("--device", default="cpu", help="torch device of the optimizer (cpu, cuda)")
     p.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="torch intra-op threads (default 1: like for like, since NumPy and torch's CPU "
         "normal generator are single-threaded, and on a busy machine a parallel region waits "
