@@ -206,7 +206,8 @@ class ZORankSGD(RankOptimizer):
 
     def _scratch(self) -> torch.Tensor:
         """One buffer that every tile of a call is drawn into (the largest tile's size)."""
-        numel = min(self.d, _TILE) * max(1, _TILE // self.d) if self.d <= _TILE else _TILE
+        # Whole-row tiles hold at most m rows; a split row holds one _TILE-long span.
+        numel = self.d * min(self.m, _TILE // self.d) if self.d <= _TILE else _TILE
         return torch.empty(numel, device=self.device, dtype=self.dtype)
 
     @staticmethod
