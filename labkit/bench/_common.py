@@ -8,6 +8,20 @@ from collections.abc import Iterator
 
 import torch
 
+#: Debian's chromium and the flags it runs with here (headless, no sandbox as root, no background
+#: traffic on a closed network); the latency benchmark and the browser tests share them.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
 
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1, also written like ``1e6``."""

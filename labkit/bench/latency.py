@@ -47,19 +47,10 @@ from typing import Any
 
 import torch
 
+from labkit.bench._common import CHROMIUM, CHROMIUM_FLAGS
+
 __all__ = ["main", "run_latency"]
 
-_CHROMIUM = "/usr/bin/chromium"
-_CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 _TARGET_S = 0.5  # the goal: half a second from click to the next round, median
 _START_TIMEOUT_S = 180.0  # server start + kernel start + the cell (2 slow cores)
 
@@ -298,8 +289,8 @@ def run_latency(
     faster), so the kernel's after-round work does not pile up. Returns a dict with the per-round
     figures and their medians / 90th percentiles (see the module docstring for their meaning).
     """
-    if not Path(_CHROMIUM).exists():
-        raise RuntimeError(f"this benchmark needs Debian's chromium at {_CHROMIUM}")
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"this benchmark needs Debian's chromium at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="labkit-latency-") as tmp:
@@ -320,7 +311,7 @@ def run_latency(
         page_ms: list[dict[str, float]] = []
         with _voila(notebook, env=env, log=work / "voila.log") as url, sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=_CHROMIUM, args=list(_CHROMIUM_FLAGS), headless=True
+                executable_path=CHROMIUM, args=list(CHROMIUM_FLAGS), headless=True
             )
             try:
                 page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -437,8 +428,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench latency") 
     if args.warmup < 0 or args.pause < 0:
         print(f"{prog}: error: --warmup and --pause must be >= 0", file=sys.stderr)
         return 2
-    if not Path(_CHROMIUM).exists():
-        print(f"{prog}: error: needs Debian's chromium at {_CHROMIUM}", file=sys.stderr)
+    if not Path(CHROMIUM).exists():
+        print(f"{prog}: error: needs Debian's chromium at {CHROMIUM}", file=sys.stderr)
         return 2
     result = run_latency(
         rounds=args.rounds,
