@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -50,3 +53,36 @@ def limited_threads(n: int) -> Iterator[None]:
                 yield
     finally:
         torch.set_num_threads(before)
+
+
+def descendants(pid: int) -> list[int]:
+    """Ids of every living process below ``pid`` (children, grandchildren, ...), from /proc.
+
+    Jupyter kernels run in process groups of their own, so stopping a server's group is not
+    enough: whoever started it also kills these, each by its id.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name (field 2) is in parentheses and may contain spaces; ppid follows it.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    """Write a benchmark's result as indented JSON (creating the folder) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")

@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from labkit.bench._common import CHROMIUM, CHROMIUM_FLAGS
+from labkit.bench._common import CHROMIUM, CHROMIUM_FLAGS, descendants, write_json
 
 __all__ = ["main", "run_latency"]
 
@@ -148,26 +148,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _descendants(pid: int) -> list[int]:
-    """Ids of all living processes below ``pid``, from /proc (kernels have groups of their own)."""
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-            tree.setdefault(ppid, []).append(int(entry.name))
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 @contextlib.contextmanager
 def _voila(notebook: Path, *, env: dict[str, str], log: Path) -> Iterator[str]:
     """Voilà on 127.0.0.1 serving ``notebook``; yields its URL; always stopped (group + kernels)."""
@@ -205,7 +185,7 @@ def _voila(notebook: Path, *, env: dict[str, str], log: Path) -> Iterator[str]:
                 time.sleep(0.25)
             yield f"http://127.0.0.1:{port}/"
         finally:
-            below = _descendants(proc.pid)
+            below = descendants(proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -464,9 +444,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench latency") 
         f"{1000 * _TARGET_S:.0f} ms"
     )
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, result)
     return 0
 
 

@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from labkit.bench._common import positive_int
+from labkit.bench._common import positive_int, write_json
 from labkit.bench._numpy_ref import NumpyRankSGD
 from labkit.optim.zo_ranksgd import ZORankSGD
 
@@ -531,9 +531,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench speed") ->
     for line in target_lines(result):
         print(line)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, result)
     return 0
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from labkit.bench._common import descendants
 from tests.conftest import CHROMIUM, CHROMIUM_FLAGS  # noqa: F401 - re-exported to the tests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,34 +44,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _children_map() -> dict[int, list[int]]:
-    """ppid -> pids of all processes, read from /proc (no psutil needed)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name (field 2) is in parentheses and may contain spaces; ppid follows it.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    return children
-
-
-def descendants(pid: int) -> list[int]:
-    """Ids of every living process below ``pid`` (children, grandchildren, ...)."""
-    tree = _children_map()
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 class Server:
