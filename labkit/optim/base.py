@@ -185,6 +185,15 @@ class RankOptimizer(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by ``state_dict`` (a pending round is restored too)."""
 
+    @staticmethod
+    def _check_state_fits(state: dict[str, Any], shape: tuple[int, ...], m: int) -> None:
+        """Refuse a state dict made for another shape of x or another m (before touching any)."""
+        if tuple(state["shape"]) != tuple(shape) or int(state["m"]) != m:
+            raise ValueError(
+                f"state is for shape {tuple(state['shape'])} with m={state['m']}, but this "
+                f"optimizer has shape {tuple(shape)} with m={m}"
+            )
+
 
 @dataclass
 class OptimizeResult:

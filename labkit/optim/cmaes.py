@@ -193,11 +193,7 @@ class CMAES(RankOptimizer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict`; a pending round is sampled again, the same."""
-        if tuple(state["shape"]) != self._shape or int(state["m"]) != self.m:
-            raise ValueError(
-                f"state is for shape {tuple(state['shape'])} with m={state['m']}, but this "
-                f"optimizer has shape {self._shape} with m={self.m}"
-            )
+        self._check_state_fits(state, self._shape, self.m)
         es = pickle.loads(state["es"])
         if not isinstance(es, cma.CMAEvolutionStrategy):
             raise ValueError(f"state['es'] must pickle a CMAEvolutionStrategy; got {type(es)}")

@@ -139,11 +139,7 @@ class PriorSampling(RankOptimizer):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict`; a pending round is regenerated from its seed."""
         x = torch.as_tensor(state["x"])
-        if tuple(x.shape) != tuple(self._x.shape) or int(state["m"]) != self.m:
-            raise ValueError(
-                f"state is for shape {tuple(x.shape)} with m={state['m']}, but this optimizer "
-                f"has shape {tuple(self._x.shape)} with m={self.m}"
-            )
+        self._check_state_fits({"shape": x.shape, "m": state["m"]}, tuple(self._x.shape), self.m)
         self._x = x.to(device=self._x.device, dtype=self._x.dtype).clone()
         self.mean = self._check_mean(state["mean"])
         self.sigma = float(state["sigma"])
