@@ -16,13 +16,16 @@ What a person waits for between two rounds, measured in a real browser against a
 
 The figure is the median over ``--rounds`` rounds (after ``--warmup`` untimed ones) of *painted*,
 with its 90th percentile. For the breakdown, the kernel records when it started and finished
-handling each submission (from the widget's state update arriving to the next round's update
-sent: validation, the SQLite append, ``tell``, the plot update, rendering and ``show_round``), in
-wall-clock time, which the page's ``performance.timeOrigin + performance.now()`` shares on one
-machine. So each round splits into *inbound* (click → the kernel starts: the page's message, the
-websocket, the server's relay, the kernel's queue), *kernel*, *outbound* (kernel done → the new
-round in the DOM: the way back and the front end's handling of every message of the burst) and
-*front end* (image decode + paint). The page also sums its main thread's long tasks (> 50 ms).
+handling each submission, in wall-clock time, which the page's ``performance.timeOrigin +
+performance.now()`` shares on one machine: when the widget's state update arrived, when the next
+round had been sent (validation, the SQLite append, ``tell``, rendering and ``show_round``) and
+when the handler returned (the session sends the plot's update *after* the next round, so the
+person's round does not queue behind it). So each round splits into *inbound* (click → the kernel
+starts: the page's message, the websocket, the server's relay, the kernel's queue), *kernel*
+(start → next round sent), *outbound* (next round sent → in the DOM: the way back and the front
+end's handling of every message of the burst, the plot's included) and *front end* (image decode +
+paint); *after* (next round sent → handler returned: the plot update) overlaps *outbound*. The
+page also sums its main thread's long tasks (> 50 ms).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from typing import Any
 
 import torch
 
-from labkit.bench._common import CHROMIUM, CHROMIUM_FLAGS, descendants, write_json
+from labkit.bench._common import CHROMIUM, CHROMIUM_FLAGS, descendants, positive_int, write_json
 
 __all__ = ["main", "run_latency"]
 
@@ -89,9 +92,10 @@ class _SolidTask:
 def _app(*, m: int, size: int, plot: bool, timings: str) -> Any:
     """The benchmark's app (called by the generated notebook): ``session.show()`` of a session.
 
-    For each submission, ``[start, end]`` of its handling in the kernel (epoch seconds, the
-    clock the page's ``performance.timeOrigin + performance.now()`` also reads) is appended to
-    the JSON list in the file ``timings``.
+    For each submission, ``[start, sent, end]`` of its handling in the kernel (epoch seconds, the
+    clock the page's ``performance.timeOrigin + performance.now()`` also reads: the state update
+    arrives, the next round has been sent, the handler returns) is appended to the JSON list in
+    the file ``timings``.
     """
     from labkit.optim.zo_ranksgd import ZORankSGD
     from labkit.session import Session
@@ -101,16 +105,26 @@ def _app(*, m: int, size: int, plot: bool, timings: str) -> Any:
     box = session.show(plot=plot, size=size, columns=4)
     widget = session._widget
     handle = widget.set_state  # every state update from the page goes through set_state
+    present = session._present  # sends a round to the widget (and marks it ready)
     spent: list[list[float]] = []
+    sent: list[float] = []
+
+    def timed_present() -> None:
+        present()
+        sent.append(time.time())
 
     def timed_set_state(sync_data: dict[str, Any]) -> None:
         # Wall-clock epoch seconds, comparable with the page's clock (same machine).
         t0 = time.time()
+        sent.clear()
         handle(sync_data)
         if "submitted" in sync_data:  # a submission: the next round was sent before this returns
-            spent.append([t0, time.time()])
+            if not sent:
+                raise RuntimeError("a submission was handled without presenting a next round")
+            spent.append([t0, sent[0], time.time()])
             Path(timings).write_text(json.dumps(spent))
 
+    session._present = timed_present  # type: ignore[method-assign]
     widget.set_state = timed_set_state
     return box
 
@@ -318,12 +332,13 @@ def run_latency(
     painted = [r["painted"] / 1000 for r in timed]
     dom = [r["dom"] / 1000 for r in timed]
     spans = kernel_s[warmup:]
-    kernel = [end - start for start, end in spans]
+    kernel = [sent - start for start, sent, _ in spans]
+    after = [end - sent for _, sent, end in spans]
     clicks = [r["click"] for r in timed]
     # Click -> the kernel starts handling (page, websocket, server, zmq, kernel queue) and
-    # the kernel done -> the new round in the DOM (the way back plus the front end's handling).
-    inbound = [start - c for (start, _), c in zip(spans, clicks, strict=True)]
-    outbound = [c + d - end for (_, end), c, d in zip(spans, clicks, dom, strict=True)]
+    # the next round sent -> in the DOM (the way back plus the front end's handling).
+    inbound = [start - c for (start, _, _), c in zip(spans, clicks, strict=True)]
+    outbound = [c + d - sent for (_, sent, _), c, d in zip(spans, clicks, dom, strict=True)]
     front = [p_ - d for p_, d in zip(painted, dom, strict=True)]
     blocked = [r["blocked"] / 1000 for r in timed]
 
@@ -349,6 +364,7 @@ def run_latency(
         "painted": summary(painted),
         "dom": summary(dom),
         "kernel": summary(kernel),
+        "after": summary(after),
         "inbound": summary(inbound),
         "outbound": summary(outbound),
         "front_end": summary(front),
@@ -357,6 +373,7 @@ def run_latency(
             "painted": painted,
             "dom": dom,
             "kernel": kernel,
+            "after": after,
             "inbound": inbound,
             "outbound": outbound,
             "blocked": blocked,
@@ -365,26 +382,18 @@ def run_latency(
     }
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
-
-
 def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Time from a click on 'Submit ranking' to the next round painted in "
         "chromium, through a real Voilà server on 127.0.0.1.",
     )
-    p.add_argument("--rounds", type=_positive, default=20, help="timed rounds (default 20)")
+    p.add_argument("--rounds", type=positive_int, default=20, help="timed rounds (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
-    p.add_argument("--m", type=_positive, default=8, help="candidates per round (default 8)")
-    p.add_argument("--size", type=_positive, default=64, help="tile and PNG side, px (default 64)")
+    p.add_argument("--m", type=positive_int, default=8, help="candidates per round (default 8)")
+    p.add_argument(
+        "--size", type=positive_int, default=64, help="tile and PNG side, px (default 64)"
+    )
     p.add_argument("--no-plot", action="store_true", help="show the widget without the live plot")
     p.add_argument(
         "--pause", type=float, default=0.3, help="seconds between a round and the next click"
@@ -430,9 +439,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench latency") 
     for key, label in [
         ("painted", "click → next round painted (**the figure**)"),
         ("dom", "click → next round in the DOM"),
-        ("kernel", "kernel: handling the submission"),
         ("inbound", "click → kernel starts handling it"),
-        ("outbound", "kernel done → next round in the DOM"),
+        ("kernel", "kernel: submission → next round sent"),
+        ("outbound", "next round sent → in the DOM"),
+        ("after", "kernel after sending it (plot update; overlaps the above)"),
         ("front_end", "front end: image decode + paint"),
         ("blocked", "page main thread in long tasks (> 50 ms), click → painted"),
     ]:
