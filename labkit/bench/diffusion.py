@@ -18,6 +18,11 @@ Problems (every judge ranks the rendered images; higher scores are better):
 * ``picture``: a person with a picture in mind: the score is −MSE in pixel space to a target
   image (an unconditional sample from another latent, so it is reachable), exact ranking; target
   MSE ≤ ``MSE_TARGET`` (random pairs of samples are ≥ 0.025 apart for 99 % of pairs).
+* ``digit-against``: the model is **conditioned on another digit** (seed i's target is
+  ``DIGITS[i % 10]``, its condition ``DIGITS[(i + 1) % 10]``, with the default guidance) and the
+  judge wants the target: p(target) ≥ ``P_TARGET``, exact ranking. A person whose idea of the
+  digit differs from what the model was told. This is where steering the conditioning as well
+  (``DigitsTask(optimize="latents+class")``) can help, and the ``+class`` methods measure it.
 
 Methods (m = 8 candidates per round for all; ``_build``):
 
@@ -28,7 +33,10 @@ Methods (m = 8 candidates per round for all; ``_build``):
   an optimizer does (re-roll the seed, keep the best);
 * ``ZO-RankSGD-small`` and ``CMA-ES-small`` (only with ``--methods``): smaller steps, the best
   found for runs *without* renormalization, so that setting is not judged by steps tuned for the
-  other.
+  other;
+* ``ZO-RankSGD+class`` and ``ZO-RankSGD+LS+class``: the same two ZO-RankSGD methods on the
+  latent *and* an offset of the class embedding (a 384-entry vector; the offset starts at 0), run
+  on ``digit-against`` only (the other problems are unconditional: there is no class to steer).
 
 Each is run with the task's ``renormalize=True`` (candidates put on the prior's shell ‖z‖ = 16
 before sampling) and ``False``, to measure whether staying in the region the model was trained on
@@ -89,7 +97,9 @@ M = 8
 #: Steps of a line-search round: rows are incumbent, previous winner and LS_STEPS steps = 8.
 LS_STEPS = M - 2
 
-PROBLEMS = ("digit", "digit-noisy", "picture")
+PROBLEMS = ("digit", "digit-noisy", "picture", "digit-against")
+#: The problems whose model is conditioned on a class (the others sample unconditionally).
+CONDITIONED = ("digit-against",)
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,8 @@ class Method:
     lr: float = 0.0
     mu: float = 0.0
     sigma: float = 0.0
+    #: What a candidate is: the latent, or the latent and a class-embedding offset.
+    optimize: str = "latents"
 
 
 #: Hyperparameters were picked once on a small grid (see docs/benchmarks.md) and are fixed for
@@ -113,9 +125,31 @@ METHODS: dict[str, Method] = {
     # Smaller steps, for the runs without renormalization (not run by default; --methods).
     "ZO-RankSGD-small": Method("ZO-RankSGD-small", "zo", lr=0.5, mu=0.25),
     "CMA-ES-small": Method("CMA-ES-small", "cma", sigma=0.5),
+    # The latent and the class embedding (digit-against only).
+    "ZO-RankSGD+class": Method("ZO-RankSGD+class", "zo", lr=2.0, mu=0.5, optimize="latents+class"),
+    "ZO-RankSGD+LS+class": Method(
+        "ZO-RankSGD+LS+class", "zo-ls", lr=8.0, mu=1.0, optimize="latents+class"
+    ),
 }
-#: What runs unless --methods says otherwise.
-DEFAULT_METHODS = ("ZO-RankSGD", "ZO-RankSGD+LS", "CMA-ES", "prior resampling")
+#: What runs unless --methods says otherwise (a method runs on the problems it applies to).
+DEFAULT_METHODS = (
+    "ZO-RankSGD",
+    "ZO-RankSGD+LS",
+    "CMA-ES",
+    "prior resampling",
+    "ZO-RankSGD+class",
+    "ZO-RankSGD+LS+class",
+)
+
+
+def applies(problem: str, method: Method) -> bool:
+    """Whether ``method`` runs on ``problem``: steering the class needs a conditioned model."""
+    return method.optimize == "latents" or problem in CONDITIONED
+
+
+def _condition(problem: str, seed: int) -> int | None:
+    """The class the model is conditioned on in ``problem`` for seed ``seed`` (None: none)."""
+    return DIGITS[(seed + 1) % len(DIGITS)] if problem in CONDITIONED else None
 
 
 def _build(method: Method, x0: torch.Tensor, seed: int) -> RankOptimizer:
@@ -164,9 +198,14 @@ class _Shared:
     classifier: Any
 
 
-def _start(shared: _Shared, digit: int, first_seed: int) -> tuple[int, torch.Tensor]:
-    """The first latent seed >= ``first_seed`` whose unconditional image has p(digit) < 0.5."""
-    probe = DigitsTask(digit, condition=None, model=shared.model, classifier=shared.classifier)
+def _start(
+    shared: _Shared, digit: int, first_seed: int, condition: int | None = None
+) -> tuple[int, torch.Tensor]:
+    """The first latent seed >= ``first_seed`` whose image has p(digit) < 0.5.
+
+    The image is sampled unconditionally, or conditioned on ``condition`` when one is given.
+    """
+    probe = DigitsTask(digit, condition=condition, model=shared.model, classifier=shared.classifier)
     for s in range(first_seed, first_seed + 1000):
         z = probe.x0(s)
         if float(probe.score(z.unsqueeze(0))[0]) < START_BELOW:
@@ -184,8 +223,13 @@ def run_one(
     rounds: int,
 ) -> RunTrace:
     """One run of ``method`` on ``problem`` from seed ``seed``'s start, at most ``rounds``."""
+    if not applies(problem, method):
+        raise ValueError(
+            f"{method.name} steers the class: it needs a conditioned problem, not {problem!r}"
+        )
     digit = DIGITS[seed % len(DIGITS)]
-    start_seed, x0 = _start(shared, digit, 1000 * seed)
+    condition = _condition(problem, seed)
+    start_seed, z0 = _start(shared, digit, 1000 * seed, condition)
     if problem == "picture":
         # The picture in mind: an unconditional sample from an unrelated latent.
         ref = DigitsTask(digit, condition=None, model=shared.model, classifier=shared.classifier)
@@ -197,12 +241,17 @@ def run_one(
         target = P_TARGET
     task = DigitsTask(
         digit,
-        condition=None,
+        condition=condition,
         renormalize=renormalize,
         model=shared.model,
         classifier=shared.classifier,
         scorer=scorer,
+        optimize=method.optimize,  # type: ignore[arg-type]
     )
+    # Every method starts from the same latent; a class offset starts at 0 (the class as given).
+    x0 = z0
+    if method.optimize == "latents+class":
+        x0 = torch.cat([z0.reshape(-1), torch.zeros(task.class_dim, device=z0.device)])
     noise = NOISE_SIGMA if problem == "digit-noisy" else 0.0
     judge: ScoreJudge = task.judge(noise=noise, seed=seed)
     opt = _build(method, x0, seed)
@@ -237,6 +286,7 @@ def run_diffusion(
         (p, METHODS[name], r, s)
         for p in problems
         for name in methods
+        if applies(p, METHODS[name])
         for r in renormalize
         for s in range(seeds)
     ]

@@ -65,6 +65,8 @@ __all__ = [
     "NUM_CLASSES",
     "DigitClassifier",
     "DigitsModel",
+    "class_embedding_std",
+    "class_embedding_width",
     "generate",
     "load_digit_images",
     "load_digits_model",
@@ -246,6 +248,17 @@ def load_digits_model(
 # ---------------------------------------------------------------------------------------------
 
 
+def class_embedding_width(model: DigitsModel) -> int:
+    """E, the width of the UNet's class embedding (one row per class, the null class included)."""
+    return int(model.unet.class_embedding.embedding_dim)
+
+
+def class_embedding_std(model: DigitsModel) -> float:
+    """The standard deviation of the entries of the ten digits' class embeddings (not the null)."""
+    weight = model.unet.class_embedding.weight.detach()[:NUM_CLASSES]
+    return float(weight.to(torch.float32).std())
+
+
 def _check_labels(labels: torch.Tensor, n: int) -> None:
     if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
         got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
@@ -270,6 +283,7 @@ def generate(
     guidance: float = DEFAULT_GUIDANCE,
     eta: float = 0.0,
     generator: torch.Generator | None = None,
+    class_offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Denoise ``latents`` into digit images of the classes ``labels`` with DDIM.
 
@@ -287,6 +301,10 @@ def generate(
             image, whatever else is in the batch, and ``generator`` is never used. η > 0 adds fresh
             noise at each step drawn from ``generator``.
         generator: the only source of randomness when ``eta > 0``.
+        class_offset: optional ``(n, E)`` floating tensor (E = the UNet's class-embedding width,
+            :func:`class_embedding_width`) added to the embedding of each row's class: row i is
+            conditioned on ``embed(labels[i]) + class_offset[i]`` instead of ``embed(labels[i])``.
+            The null class of guidance's unconditional pass is left as it is.
 
     Returns:
         ``(n, 1, 16, 16)`` tensor in [0, 1] (0 = paper, 1 = ink), on ``latents``' device in
@@ -311,6 +329,17 @@ def generate(
         raise ValueError(f"guidance must be a finite number >= 0; got {guidance!r}")
     if not math.isfinite(eta) or eta < 0:
         raise ValueError(f"eta must be a finite number >= 0; got {eta!r}")
+    width = class_embedding_width(model)
+    if class_offset is not None:
+        if not isinstance(class_offset, torch.Tensor) or not class_offset.dtype.is_floating_point:
+            raise ValueError(
+                f"class_offset must be a floating tensor (n, {width}); got {class_offset!r}"
+            )
+        if tuple(class_offset.shape) != (n, width):
+            raise ValueError(
+                f"class_offset must have shape ({n}, {width}), one offset per latent; "
+                f"got {tuple(class_offset.shape)}"
+            )
     out_dtype = latents.dtype
     if n == 0:
         return latents.new_zeros(latents.shape)
@@ -323,16 +352,30 @@ def generate(
     # the null class. GroupNorm normalizes each row on its own, so rows never mix.
     class_in = torch.cat([cond, torch.full_like(cond, NULL_CLASS)]) if guided else cond
     x = latents.to(model.dtype)
-    with torch.inference_mode():
-        for t in scheduler.timesteps:
-            x_in = torch.cat([x, x]) if guided else x
-            out = model.unet(x_in, t, class_labels=class_in).sample
-            if guided:
-                v_cond, v_null = out.chunk(2)
-                # Guidance is linear in the prediction, so it applies to v as it does to ε.
-                out = v_null + guidance * (v_cond - v_null)
-            step = scheduler.step(out, t, x, eta=eta, generator=generator, return_dict=False)
-            x = step[0]  # x_{t-1}; step[1] is the x₀ estimate
+    hook = None
+    if class_offset is not None:
+        offset = class_offset.to(model.device, model.dtype)
+
+        def shift_conditional_rows(_module: Any, _inputs: Any, emb: torch.Tensor) -> torch.Tensor:
+            # The UNet looks the classes up once per step; its first n rows are the conditional
+            # ones (the guided batch is [conditional; null]), so only those move.
+            return torch.cat([emb[:n] + offset, emb[n:]])
+
+        hook = model.unet.class_embedding.register_forward_hook(shift_conditional_rows)
+    try:
+        with torch.inference_mode():
+            for t in scheduler.timesteps:
+                x_in = torch.cat([x, x]) if guided else x
+                out = model.unet(x_in, t, class_labels=class_in).sample
+                if guided:
+                    v_cond, v_null = out.chunk(2)
+                    # Guidance is linear in the prediction, so it applies to v as it does to ε.
+                    out = v_null + guidance * (v_cond - v_null)
+                step = scheduler.step(out, t, x, eta=eta, generator=generator, return_dict=False)
+                x = step[0]  # x_{t-1}; step[1] is the x₀ estimate
+    finally:
+        if hook is not None:
+            hook.remove()  # the model may be shared: never leave the offset behind
     # The last step sets ᾱ to 1, so x is the (clipped) x₀ estimate in [-1, 1]; map to [0, 1].
     # The clamp only removes float rounding past the ends, the clipping is the scheduler's.
     return ((x.to(out_dtype) + 1.0) / 2.0).clamp_(0.0, 1.0)

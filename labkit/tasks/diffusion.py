@@ -2,8 +2,9 @@
 
 The optimized vector is the **initial noise latent** x_T of deterministic DDIM sampling (η = 0):
 with η = 0 every denoising step is a fixed function of the current latent, so one latent maps to
-exactly one image, and a ranking of images is a ranking of latents. Optionally a text-to-image
-pipeline's prompt embedding is optimized along with it (``optimize="latents+prompt"``).
+exactly one image, and a ranking of images is a ranking of latents. Optionally the conditioning
+is optimized along with it: the digits model's class embedding (``optimize="latents+class"``) or a
+text-to-image pipeline's prompt embedding (``optimize="latents+prompt"``).
 
 Two tasks, one mechanism:
 
@@ -24,8 +25,10 @@ symbol      code                meaning
 z = x_T     a candidate row     initial latent, N(0, I_D) under the model's prior
 D           ``self.dim``        number of latent entries (1·16·16 = 256 for the digits)
 √D          ``radius``          the norm a N(0, I_D) draw concentrates at: ‖z‖ = √D ± O(1)
-e           ``prompt_embeds``   the prompt's text-encoder embedding, ``(L, H)``
-δ           prompt part of z    ``e + s·δ`` is the embedding used (``s = prompt_scale``)
+e           ``prompt_embeds``   the prompt's text-encoder embedding, ``(L, H)``; for the
+                                digits, the class's embedding row ``(E,)``
+δ           conditioning part   ``e + s·δ`` is the embedding used (``s = prompt_scale`` or
+            of a candidate      ``class_scale``); δ = 0 is the conditioning as given
 ==========  ==================  ===========================================================
 
 **Why renormalize.** A standard normal draw in D dimensions lies, with overwhelming probability,
@@ -348,6 +351,9 @@ class _LatentTask:
 
 
 # -- the embedded digits model --------------------------------------------------------------------
+DigitsOptimize = Literal["latents", "latents+class"]
+
+
 class DigitsTask(_LatentTask):
     """Latents of the embedded 16×16 digits model; the classifier judges the requested digit.
 
@@ -369,8 +375,17 @@ class DigitsTask(_LatentTask):
         classifier: a :class:`~labkit.models.digits.DigitClassifier` to share (``None``: fit one).
         scorer: override what :meth:`score` and :meth:`judge` use, e.g. an
             :class:`ImageSimilarity` to a target image.
+        optimize: ``"latents"`` (default): a candidate is the ``(1, 16, 16)`` latent;
+            ``"latents+class"``: a flat vector, the latent's 256 entries followed by an offset δ
+            of the conditioning class's embedding (E = 128 entries), used as
+            ``e + class_scale·δ``: the ranking also reshapes what "the digit" means to the model.
+            Needs a conditional task (``condition`` not ``None``).
+        class_scale: the unit of δ (default: the standard deviation of the digit classes'
+            embedding entries, so a unit step moves the embedding as much, relatively, as the
+            latent).
 
-    A candidate is a ``(1, 16, 16)`` latent; a round is ``(m, 1, 16, 16)`` on ``device``.
+    A round is ``(m, *task.shape)`` on ``device``: ``(m, 1, 16, 16)`` latents, or ``(m, 384)``
+    with ``optimize="latents+class"`` (:meth:`split` takes the two parts apart).
     """
 
     def __init__(
@@ -386,6 +401,8 @@ class DigitsTask(_LatentTask):
         model: Any = None,
         classifier: Any = None,
         scorer: Scorer | None = None,
+        optimize: DigitsOptimize = "latents",
+        class_scale: float | None = None,
     ) -> None:
         super().__init__()
         from labkit.models import digits as dm
@@ -413,9 +430,25 @@ class DigitsTask(_LatentTask):
             model = dm.load_digits_model(device=device)
         elif device is not None and torch.device(device) != model.device:
             raise ValueError(f"device={device!r} but the model given is on {model.device}")
+        if optimize not in ("latents", "latents+class"):
+            raise ValueError(f"optimize must be 'latents' or 'latents+class'; got {optimize!r}")
+        if optimize == "latents+class" and self.condition is None:
+            raise ValueError(
+                "optimize='latents+class' steers the embedding of the class the model is "
+                "conditioned on, but condition=None is unconditional; pass a condition"
+            )
+        self.optimize: str = optimize
         self.model = model
         self.device = model.device
-        self.shape = (1, dm.IMAGE_SIZE, dm.IMAGE_SIZE)
+        self.latent_shape: tuple[int, ...] = (1, dm.IMAGE_SIZE, dm.IMAGE_SIZE)
+        self.class_dim = dm.class_embedding_width(model)
+        self.class_scale = _check_nonneg(
+            dm.class_embedding_std(model) if class_scale is None else class_scale, "class_scale"
+        )
+        if optimize == "latents":
+            self.shape = self.latent_shape
+        else:
+            self.shape = (math.prod(self.latent_shape) + self.class_dim,)
         self.classifier = classifier if classifier is not None else dm.DigitClassifier()
         self.scorer = (
             scorer if scorer is not None else DigitProbability(digit, classifier=self.classifier)
@@ -425,26 +458,49 @@ class DigitsTask(_LatentTask):
         cond = "unconditional" if self.condition is None else f"condition={self.condition}"
         return (
             f"DigitsTask({self.digit}, {cond}, steps={self.steps}, guidance={self.guidance}, "
-            f"renormalize={self.renormalize}, scorer={self.scorer!r})"
+            f"optimize={self.optimize!r}, renormalize={self.renormalize}, scorer={self.scorer!r})"
         )
 
     def x0(self, seed: int = 0) -> torch.Tensor:
-        """A starting latent ``(1, 16, 16)`` ~ N(0, I) on the task's device, from ``seed``.
+        """A starting candidate of shape ``self.shape`` on the task's device, float32.
 
-        Drawn on the CPU from a generator seeded ``seed`` (so the same on every device) and
-        float32, the optimizer's dtype; the model casts when sampling.
+        The latent ~ N(0, I) from a CPU generator seeded ``seed`` (so the same on every device);
+        the class offset δ (``"latents+class"``) starts at 0, the class as trained. The model
+        casts when sampling.
         """
         seed = _check_int(seed, "seed", 0)
         g = torch.Generator(device="cpu").manual_seed(seed)
-        return torch.randn(self.shape, generator=g).to(self.device)
+        z = torch.randn(self.latent_shape, generator=g)
+        if self.optimize == "latents+class":
+            z = torch.cat([z.reshape(-1), torch.zeros(self.class_dim)])
+        return z.to(self.device)
+
+    def split(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The latents ``(m, 1, 16, 16)`` and class offsets δ ``(m, E)`` (or ``None``).
+
+        ``X`` is ``(m, *self.shape)``; the latents are as given (not renormalized).
+        """
+        X = self._check(X)
+        if self.optimize == "latents":
+            return X, None
+        m, d = X.shape[0], math.prod(self.latent_shape)
+        return X[:, :d].reshape(m, *self.latent_shape), X[:, d:]
 
     def _settings(self) -> tuple[Any, ...]:
-        return (self.renormalize, self.condition, self.steps, self.guidance, id(self.model))
+        return (
+            self.renormalize,
+            self.condition,
+            self.steps,
+            self.guidance,
+            self.class_scale,
+            id(self.model),
+        )
 
     def _generate(self, X: torch.Tensor) -> torch.Tensor:
         from labkit.models.digits import generate
 
-        Z = self._latents(X).to(self.device)
+        Z, delta = self.split(X)
+        Z = self._latents(Z).to(self.device)
         m = Z.shape[0]
         if self.condition is None:
             # w = 0 makes the guided prediction v(x, ∅) + 0·(v(x, c) − v(x, ∅)) = v(x, ∅) exactly:
@@ -454,7 +510,11 @@ class DigitsTask(_LatentTask):
         else:
             labels = torch.full((m,), self.condition, dtype=torch.int64)
             guidance = self.guidance
-        return generate(self.model, Z, labels, steps=self.steps, guidance=guidance)
+        # e + s·δ: the class's embedding row moved by the candidate's offset (module docstring).
+        offset = None if delta is None else self.class_scale * delta.to(self.device)
+        return generate(
+            self.model, Z, labels, steps=self.steps, guidance=guidance, class_offset=offset
+        )
 
     def _png(self, images: torch.Tensor) -> list[bytes]:
         from labkit.models.digits import IMAGE_SIZE, to_png
