@@ -27,7 +27,7 @@ command -v npm >/dev/null || { echo "build_widgets: npm (Node >= 18) is required
 cd "$root/widgets"
 # Exactly the locked versions; no install scripts are needed (esbuild's binary comes from its
 # platform package).
-npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+npm ci --prefer-offline --ignore-scripts --no-audit --no-fund --loglevel=error
 node --test --test-reporter=dot test/
 
 if [[ "$mode" == "build" ]]; then

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labkit.executors import Executor, InProcessExecutor, as_executor, split
 
 
+@settings(deadline=None)  # a stall of the shared machine is not a failure of split()
 @given(st.integers(0, 200), st.integers(1, 40))
 def test_split_covers_the_range_in_even_contiguous_spans(n: int, parts: int) -> None:
     spans = split(n, parts)

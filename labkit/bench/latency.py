@@ -111,17 +111,19 @@ def _app(*, m: int, size: int, plot: bool, timings: str) -> Any:
 
     def timed_present() -> None:
         present()
-        sent.append(time.time())
+        sent.append(time.perf_counter())
 
     def timed_set_state(sync_data: dict[str, Any]) -> None:
-        # Wall-clock epoch seconds, comparable with the page's clock (same machine).
-        t0 = time.time()
+        # The start in wall-clock epoch seconds, comparable with the page's clock (same
+        # machine); the durations from a monotonic clock, which no clock adjustment can step.
+        epoch, t0 = time.time(), time.perf_counter()
         sent.clear()
         handle(sync_data)
         if "submitted" in sync_data:  # a submission: the next round was sent before this returns
             if not sent:
                 raise RuntimeError("a submission was handled without presenting a next round")
-            spent.append([t0, sent[0], time.time()])
+            end = time.perf_counter()
+            spent.append([epoch, epoch + (sent[0] - t0), epoch + (end - t0)])
             Path(timings).write_text(json.dumps(spent))
 
     session._present = timed_present  # type: ignore[method-assign]

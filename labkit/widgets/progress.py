@@ -121,15 +121,23 @@ class ProgressPlot:
         agreement: float | None = None,
         thumbnail: bytes | None = None,
     ) -> None:
-        """Append one round (``time`` in seconds, any monotone clock) and move the plot."""
+        """Append one round (``time`` in seconds, e.g. its log's epoch time) and move the plot.
+
+        A time earlier than the previous round's is taken as the previous one: the session
+        passes wall-clock times, which a clock adjustment (or a log written on another
+        machine) can step backwards, and a round must never be refused for that.
+        """
         h = self.history
         score = _finite_or_none("score", score)
         step = _finite_or_none("step", step)
         agreement = _finite_or_none("agreement", agreement)
         if agreement is not None and not -1.0 - 1e-6 <= agreement <= 1.0 + 1e-6:
             raise ValueError(f"agreement is a cosine in [-1, 1]; got {agreement}")
-        if h.time and time < h.time[-1]:
-            raise ValueError(f"time must not go backwards: {time} after {h.time[-1]}")
+        time = float(time)
+        if not math.isfinite(time):
+            raise ValueError(f"time must be a finite number of seconds; got {time!r}")
+        if h.time:
+            time = max(time, h.time[-1])
         prev_best = next((b for b in reversed(h.best) if b is not None), None)
         if score is None:
             best = prev_best

@@ -128,8 +128,9 @@ def test_speed_main_tiny_run_writes_sane_json(
     (row,) = result["rows"]
     assert (row["d"], row["m"], row["auto_mode"]) == (d, m, "stored")
     for key in ("floor", "stored", "regenerate", "numpy", "auto"):
-        assert 0 < row[f"{key}_s"] < 5, key
-        assert 0 <= row[f"{key}_cpu_s"] < 5, key
+        # Seconds, not milliseconds (the bound only catches a unit slip, not a slow machine).
+        assert 0 < row[f"{key}_s"] < 60, key
+        assert 0 <= row[f"{key}_cpu_s"] < 60, key
     assert row["auto_s"] == row["stored_s"]
     floats = 4 * d
     # Stored mode keeps x and Ξ (m·d) at least; nothing should need more than a few d on top.

@@ -136,12 +136,17 @@ def server_env(root: Path, *, db: Path) -> dict[str, str]:
         "JUPYTERLAB_WORKSPACES_DIR": root / "lab-workspaces",
         "IPYTHONDIR": root / "ipython",
         "MPLCONFIGDIR": root / "mpl",
+        # No user-level kernelspecs or extensions from earlier set-ups on this machine.
+        "JUPYTER_DATA_DIR": root / "data",
     }
     for name, path in dirs.items():
         path.mkdir(parents=True, exist_ok=True)
         env[name] = str(path)
     env["LABKIT_SMOKE"] = "1"
     env["LABKIT_DB"] = str(db)
+    # One compute thread per kernel: a visitor's kernel, Voilà's preheated refill and chromium
+    # share two cores here, and spinning OpenMP threads of two kernels starve each other.
+    env["OMP_NUM_THREADS"] = "1"
     # The kernel imports the labkit of this working tree, whatever is installed.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.pop("JUPYTER_TOKEN", None)
@@ -249,6 +254,7 @@ def drag_tile_to_top(page: Any, label: int) -> list[int]:
     """
     the_list = candidates(page)
     the_list.scroll_into_view_if_needed()
+    dragged = label_map(page)[label]
     first = the_list.get_by_role("listitem").first
     handle = page.get_by_label(f"Drag handle for candidate {label}", exact=True).first
     handle.scroll_into_view_if_needed()
@@ -260,6 +266,11 @@ def drag_tile_to_top(page: Any, label: int) -> list[int]:
     page.mouse.move(h["x"] + h["width"] / 2 + 6, h["y"] + h["height"] / 2 + 6, steps=4)
     page.mouse.move(t["x"] + 12, t["y"] + 20, steps=20)
     page.mouse.move(t["x"] + 8, t["y"] + 20, steps=4)
+    # SortableJS (fallback mode) checks the drop target on a 50 ms timer, not at pointer up:
+    # hold the pointer over the target until the dragged tile has moved there, as a hand does.
+    deadline = time.monotonic() + 5.0
+    while dom_order(page)[0] != dragged and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
     page.mouse.up()
     return dom_order(page)
 

@@ -100,20 +100,25 @@ def _run_all_cells(page: Any) -> None:
     """Run → Run All Cells from the menu bar, once the kernel is ready; again if it was lost.
 
     JupyterLab may replace the kernel it starts first when it opens a notebook; cells sent to
-    the kernel in that moment are dropped, so the run is repeated if no cell started.
+    the kernel in that moment are dropped (their prompts still say "[*]", set by the page). So
+    success is a *finished* cell, a number in a prompt; the run is repeated only when none
+    finished and the kernel sits idle, i.e. it never got the cells (repeating while they run
+    would run the notebook twice).
     """
+    prompts = page.locator(".jp-InputArea-prompt")
+    finished = prompts.filter(has_text=re.compile(r"\[\d+\]")).first
     for _ in range(3):
         _kernel_idle(page, KERNEL_RUN_S)
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        prompts = page.locator(".jp-InputArea-prompt")
         try:
-            # A started cell shows "[*]:" or a number in its prompt.
-            prompts.filter(has_text=re.compile(r"\[(\*|\d+)\]")).first.wait_for(timeout=20_000)
+            finished.wait_for(timeout=KERNEL_RUN_S * 1000)
             return
         except Exception:
-            continue
-    raise AssertionError("Run All Cells did not start any cell")
+            if finished.count():
+                return
+            _kernel_idle(page, 10)  # raises if the kernel is busy: the cells are still running
+    raise AssertionError("Run All Cells: no cell ever finished, the kernel stayed idle")
 
 
 def test_jupyterlab_mouse_drag_ranking_is_logged(lab: tuple[Any, Path], artifacts: Path) -> None:

@@ -92,12 +92,18 @@ def test_voila_progress_plot_shows_the_rounds(app: tuple[Any, Path], artifacts: 
     if shown_round(page) == 0:
         rank_by_keyboard_and_check(page, db, artifacts / "voila-keyboard.png", timeout_s=60)
     done = shown_round(page)
-    page.screenshot(path=str(artifacts / "voila-progress.png"), full_page=True)
-    # plotly.js keeps a figure's traces on its graph div as `data`; trace 0 is the score.
-    points = page.evaluate(
+    # plotly.js keeps a figure's traces on its graph div as `data`; trace 0 is the score. The
+    # session sends the plot's update after the next round (so the person never waits for it):
+    # the round can be on screen before its point is, so wait for the point.
+    points_js = (
         "() => { const gd = document.querySelector('.js-plotly-plot');"
         " return gd && gd.data && gd.data.length ? gd.data[0].x.length : -1; }"
     )
+    try:
+        page.wait_for_function(f"n => ({points_js})() === n", arg=done, timeout=60_000)
+    finally:
+        page.screenshot(path=str(artifacts / "voila-progress.png"), full_page=True)
+    points = page.evaluate(points_js)
     assert points == done, f"{done} rounds were ranked; the score trace shows {points} points"
 
 

@@ -49,11 +49,17 @@ def test_bad_values_are_refused(kwargs: dict, match: str) -> None:
     assert plot.history.rounds == []
 
 
-def test_time_must_not_go_backwards() -> None:
+def test_a_clock_stepping_back_never_refuses_a_round() -> None:
     plot = ProgressPlot()
     plot.update(0, time=5.0)
-    with pytest.raises(ValueError, match="backwards"):
-        plot.update(1, time=4.0)
+    plot.update(1, time=4.0)  # the wall clock was adjusted between two rounds
+    plot.update(2, time=35.0)
+    assert plot.history.rounds == [0, 1, 2]
+    assert plot.history.time == [5.0, 5.0, 35.0]
+    assert plot.history.pace[-1] == pytest.approx(60.0 * 2 / 30.0)
+    with pytest.raises(ValueError, match="time must be a finite number"):
+        plot.update(3, time=float("nan"))
+    assert plot.history.rounds == [0, 1, 2]
 
 
 def test_thumbnail_strip_keeps_the_last_n_and_truncate_rolls_back() -> None:

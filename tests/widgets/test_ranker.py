@@ -664,6 +664,13 @@ def test_browser_drag_in_top_k_round(page: Any) -> None:
     page.mouse.move(handle["x"] + 10, handle["y"] + 10, steps=4)
     page.mouse.move(target["x"] + 10, target["y"] + 20, steps=15)
     page.mouse.move(target["x"] + 8, target["y"] + 20, steps=3)
+    # SortableJS (fallback mode) checks the drop target on a 50 ms timer, not at pointer up:
+    # hold the pointer there until the tile has moved, as a hand does.
+    page.wait_for_function(
+        "c => document.querySelector('.lk-list .lk-item').dataset.candidate === String(c)",
+        arg=o[4],
+        timeout=5_000,
+    )
     page.mouse.up()
     order = [
         int(x)
