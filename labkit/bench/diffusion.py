@@ -382,7 +382,11 @@ def write_csv(traces: Sequence[RunTrace], path: Path) -> None:
 
 # -- time of one round ----------------------------------------------------------------------------
 def round_time(
-    threads: int, *, repeats: int = 7, shared: _Shared | None = None
+    threads: int,
+    *,
+    repeats: int = 7,
+    shared: _Shared | None = None,
+    conditional: bool = True,
 ) -> tuple[float, float]:
     """Median and best wall time (s) of one round of 8 candidates: one batched ``generate`` call.
 
@@ -391,13 +395,16 @@ def round_time(
 
     The model's defaults (DDIM steps and guidance ≠ 1: 16 UNet rows a step), conditioned on a digit,
     renormalized, through :meth:`DigitsTask.images` with a fresh batch each repeat (no cache hit),
-    after one warm-up call; ``threads`` torch threads.
+    after one warm-up call; ``threads`` torch threads. ``conditional=False`` times an
+    unconditional round instead (what the digits app and the problems above run: the null class,
+    8 UNet rows a step).
     """
     if shared is None:
         from labkit.models.digits import DigitClassifier, load_digits_model
 
         shared = _Shared(load_digits_model(), DigitClassifier())
-    task = DigitsTask(3, model=shared.model, classifier=shared.classifier)
+    kw: dict[str, Any] = {} if conditional else {"condition": None}
+    task = DigitsTask(3, model=shared.model, classifier=shared.classifier, **kw)
     g = torch.Generator().manual_seed(0)
     with limited_threads(threads):
         task.images(torch.randn(M, 1, 16, 16, generator=g))
@@ -473,7 +480,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench diffusion"
 
     t0 = time.perf_counter()
     shared = _Shared(dm.load_digits_model(), dm.DigitClassifier())
-    timing = {n: round_time(n, shared=shared, repeats=3 if quick else 7) for n in (1, 2)}
+    repeats = 3 if quick else 7
+    timing = {n: round_time(n, shared=shared, repeats=repeats) for n in (1, 2)}
+    timing_unc = {
+        n: round_time(n, shared=shared, repeats=repeats, conditional=False) for n in (1, 2)
+    }
     with limited_threads(args.threads):
         traces = run_diffusion(
             problems=problems,
@@ -490,13 +501,17 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench diffusion"
         f"problems {problems} ({elapsed:.1f} s)"
     )
     print()
-    print(
-        f"one round of 8 candidates ({dm.DEFAULT_STEPS} DDIM steps, guidance "
-        f"{dm.DEFAULT_GUIDANCE}, one batched call): "
-        + ", ".join(
+
+    def times(t: dict[int, tuple[float, float]]) -> str:
+        return ", ".join(
             f"median {med:.3f} s (best {best:.3f} s) with {n} thread{'s' if n > 1 else ''}"
-            for n, (med, best) in timing.items()
+            for n, (med, best) in t.items()
         )
+
+    print(
+        f"one round of 8 candidates ({dm.DEFAULT_STEPS} DDIM steps, one batched call): "
+        f"conditioned, guidance {dm.DEFAULT_GUIDANCE}: {times(timing)}; "
+        f"unconditional (the digits app): {times(timing_unc)}"
     )
     print()
     print(markdown_table(summarize(traces), rounds))

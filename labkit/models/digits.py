@@ -262,16 +262,22 @@ def class_embedding_std(model: DigitsModel) -> float:
 def _check_labels(labels: torch.Tensor, n: int) -> None:
     if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
         got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise ValueError(f"labels must be a LongTensor (int64) of digits 0..9; got {got}")
+        raise ValueError(
+            f"labels must be a LongTensor (int64) of digits 0..9 (or {NULL_CLASS}, the null "
+            f"class); got {got}"
+        )
     if labels.shape != (n,):
         raise ValueError(
             f"labels must have shape ({n},), one digit per latent; got {tuple(labels.shape)}"
         )
     if n > 0:
         lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= NUM_CLASSES:
+        if lo < 0 or hi > NULL_CLASS:
             bad = lo if lo < 0 else hi
-            raise ValueError(f"labels must be digits 0..{NUM_CLASSES - 1}; got {bad}")
+            raise ValueError(
+                f"labels must be digits 0..{NUM_CLASSES - 1} or {NULL_CLASS} (the null class, "
+                f"unconditional); got {bad}"
+            )
 
 
 def generate(
@@ -292,7 +298,8 @@ def generate(
         latents: ``(n, 1, 16, 16)`` floating tensor on ``model.device``: the Gaussian x_T (standard
             normal latents are what the model was trained to start from). Computed in
             ``model.dtype``.
-        labels: ``(n,)`` int64 tensor of digits 0..9, on any device.
+        labels: ``(n,)`` int64 tensor of digits 0..9, on any device; ``NULL_CLASS`` (10) is
+            the null class, the unconditional model (with ``guidance=1.0``: one pass a step).
         steps: number of DDIM steps, 1..1000 (timesteps spaced "trailing" from t = 999).
         guidance: classifier-free guidance scale w ≥ 0; 1.0 is the plain conditional model (one
             UNet pass per step), any other value costs a second, unconditional pass per step

@@ -497,16 +497,17 @@ class DigitsTask(_LatentTask):
         )
 
     def _generate(self, X: torch.Tensor) -> torch.Tensor:
-        from labkit.models.digits import generate
+        from labkit.models.digits import NULL_CLASS, generate
 
         Z, delta = self.split(X)
         Z = self._latents(Z).to(self.device)
         m = Z.shape[0]
         if self.condition is None:
-            # w = 0 makes the guided prediction v(x, ∅) + 0·(v(x, c) − v(x, ∅)) = v(x, ∅) exactly:
-            # the unconditional model; the label is then irrelevant.
-            labels = torch.zeros(m, dtype=torch.int64)
-            guidance = 0.0
+            # The unconditional model is the null class's plain prediction v(x, ∅): one UNet
+            # pass a step (guidance w = 0 would give the same v(x, ∅) + 0·(…) but pay for the
+            # conditional pass it throws away).
+            labels = torch.full((m,), NULL_CLASS, dtype=torch.int64)
+            guidance = 1.0
         else:
             labels = torch.full((m,), self.condition, dtype=torch.int64)
             guidance = self.guidance

@@ -139,7 +139,7 @@ def test_generate_empty_batch(model: DigitsModel) -> None:
         (torch.zeros(2, 1, 16, 16, dtype=torch.long), torch.tensor([1, 2]), {}, "floating"),
         (torch.zeros(2, 1, 16, 16), torch.tensor([1.0, 2.0]), {}, "LongTensor"),
         (torch.zeros(2, 1, 16, 16), torch.tensor([1, 2, 3]), {}, r"shape \(2,\)"),
-        (torch.zeros(2, 1, 16, 16), torch.tensor([1, 10]), {}, "got 10"),
+        (torch.zeros(2, 1, 16, 16), torch.tensor([1, 11]), {}, "got 11"),
         (torch.zeros(2, 1, 16, 16), torch.tensor([-1, 2]), {}, "got -1"),
         (torch.zeros(2, 1, 16, 16), torch.tensor([1, 2]), {"steps": 0}, "steps"),
         (torch.zeros(2, 1, 16, 16), torch.tensor([1, 2]), {"steps": 2.5}, "steps"),

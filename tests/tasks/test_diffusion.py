@@ -349,12 +349,23 @@ def test_digits_task_render_score_and_one_call(digits: tuple[Any, Any]) -> None:
 
 
 def test_digits_condition_and_renormalize(digits: tuple[Any, Any]) -> None:
-    from labkit.models.digits import generate
+    from labkit.models.digits import NULL_CLASS, generate
 
     X = torch.stack([DigitsTask.x0(_digits_task(digits), s) for s in range(3)]) * 1.5
     unc = _digits_task(digits, 8, condition=None, renormalize=False)
-    ref = generate(unc.model, X, torch.zeros(3, dtype=torch.int64), steps=4, guidance=0.0)
-    torch.testing.assert_close(unc.images(X), ref)
+    # Unconditional: the null class's own prediction, one UNet pass (m rows) a step ...
+    rows: list[int] = []
+    hook = unc.model.unet.register_forward_pre_hook(lambda _m, args: rows.append(len(args[0])))
+    try:
+        images = unc.images(X)
+    finally:
+        hook.remove()
+    assert rows == [3] * 4
+    ref = generate(unc.model, X, torch.full((3,), NULL_CLASS), steps=4, guidance=1.0)
+    torch.testing.assert_close(images, ref)
+    # ... which is what guidance w = 0 computes with twice the work (up to float rounding).
+    w0 = generate(unc.model, X, torch.zeros(3, dtype=torch.int64), steps=4, guidance=0.0)
+    torch.testing.assert_close(images, w0, atol=1e-5, rtol=0)
     other = _digits_task(digits, 8, condition=1, renormalize=False)
     ref1 = generate(other.model, X, torch.ones(3, dtype=torch.int64), steps=4)
     torch.testing.assert_close(other.images(X), ref1)
