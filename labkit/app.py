@@ -84,6 +84,8 @@ def voila_command(app: App, *, port: int, open_browser: bool, pool_size: int) ->
         "voila",
         str(notebook),
         f"--port={port}",
+        # Exactly this port or an error: never another one than the URL labkit printed.
+        "--Voila.port_retries=0",
         "--Voila.ip=127.0.0.1",
         "--theme=light",
         # Preheated kernels: the notebook has run before a visitor arrives, one kernel each.
