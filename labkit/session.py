@@ -72,13 +72,13 @@ def _fingerprint(opt: RankOptimizer) -> str:
         else:
             h.update(repr(obj).encode())
 
-    feed(opt.state_dict())
+    feed(opt._fingerprint_state())
     return h.hexdigest()
 
 
 def _config_meta(opt: RankOptimizer) -> dict[str, Any]:
     config = opt.state_dict().get("config", {})
-    return {"optimizer": type(opt).__name__, "config": config}
+    return {"optimizer": type(opt).__name__, "config": config, "seed": opt.seed}
 
 
 class Session:
@@ -126,7 +126,7 @@ class Session:
         if isinstance(log, RoundLog):
             self.log = log
         else:
-            path = Path(log) if log is not None else default_log_path()
+            path = Path(log).expanduser() if log is not None else default_log_path()
             path.parent.mkdir(parents=True, exist_ok=True)
             self.log = RoundLog(path)
         self._lock = threading.RLock()  # widget callbacks may arrive from another thread
@@ -179,11 +179,22 @@ class Session:
             raise ValueError("resume needs a freshly made optimizer (no round asked or told yet)")
         fp = _fingerprint(optimizer)
         if meta.get("fingerprint") != fp:
+            now = _config_meta(optimizer)
+            if meta.get("optimizer") != now["optimizer"]:
+                why = f"it was a {meta.get('optimizer')}, this is a {now['optimizer']}"
+            elif meta.get("seed") is not None and meta.get("seed") != now["seed"]:
+                # The usual cause: seed=None draws a new seed from the OS each time.
+                why = (
+                    f"it was made with seed={meta['seed']}, this one has seed={now['seed']}; "
+                    f"make it with seed={meta['seed']}"
+                )
+            elif meta.get("config") != now["config"]:
+                why = f"its options were {meta.get('config')}, these are {now['config']}"
+            else:
+                why = "a different x0 or option"
             raise ValueError(
-                f"this optimizer is not the one session {session_id} started with "
-                f"(logged {meta.get('optimizer')} {meta.get('config')}; got "
-                f"{type(optimizer).__name__} {_config_meta(optimizer)['config']}, or a different "
-                f"x0/seed): make it with the same arguments"
+                f"this optimizer is not the one session {session_id} started with ({why}): "
+                f"make it with the same arguments, and the logged rankings replay into it"
             )
         session = cls(optimizer, log=store, _session_id=session_id, **kwargs)
         for rnd in store.rounds(session_id, with_candidates=False):
@@ -269,7 +280,9 @@ class Session:
             if not self.history:
                 raise ValueError("nothing to undo: this session has no live round")
             last = self.round - 1
-            self.log.mark_undone(self.session_id, last)
+            # Only this session's own last round: if another writer moved the log on, refuse
+            # rather than mark someone else's round (the log and this optimizer would part).
+            self.log.mark_undone(self.session_id, last, last=True)
             self.history.pop()
             self._times.pop()
             self._prev_move = None

@@ -293,7 +293,7 @@ class RoundLog:
             raise ValueError(f"busy_timeout must be a number of seconds; got {busy_timeout!r}")
         if not math.isfinite(busy_timeout) or busy_timeout < 0:
             raise ValueError(f"busy_timeout must be finite and >= 0 seconds; got {busy_timeout!r}")
-        self._path = Path(path)
+        self._path = Path(path).expanduser()  # "~/runs.sqlite" means the home folder
         self._lock = threading.RLock()
         if self._path.is_dir():
             raise ValueError(f"a round log must be a file; {str(self._path)!r} is a directory")
@@ -611,13 +611,16 @@ class RoundLog:
         assert seq is not None  # an INSERT into a rowid table always sets it
         return int(seq)
 
-    def mark_undone(self, session_id: str, round: int) -> int:
+    def mark_undone(self, session_id: str, round: int, *, last: bool = False) -> int:
         """Flag the live row of ``round`` in the session as undone; return that row's ``seq``.
 
         The row stays in the file (nothing is ever deleted); replay skips it and the round number
-        becomes free for the redo. Undo from the end: the log does not stop you undoing an
-        earlier round, but the later rounds were answered against the iterate it produced.
-        Raises ValueError if the session has no live row for ``round``.
+        becomes free for the redo. Undo from the end: with ``last=True`` (what a session uses)
+        the row must be the session's last live round, checked in the same transaction, so a
+        writer that fell behind (another process on the same session) cannot undo the wrong
+        round; without it the log lets you undo an earlier round, but the later rounds were
+        answered against the iterate it produced. Raises ValueError if the session has no live
+        row for ``round`` (or, with ``last``, a later live one).
         """
         sid = _check_session_id(session_id)
         rnd = _check_int("round", round, minimum=0)
@@ -631,6 +634,16 @@ class RoundLog:
                 raise ValueError(
                     f"session {sid!r} has no live round {rnd} to undo in {str(self._path)!r}"
                 )
+            if last:
+                (top,) = c.execute(
+                    "SELECT MAX(round) FROM rounds WHERE session_id = ? AND undone = 0", (sid,)
+                ).fetchone()
+                if top != rnd:
+                    raise ValueError(
+                        f"round {rnd} is not the last live round of session {sid!r}: the log "
+                        f"{str(self._path)!r} has rounds up to {top} (written by another "
+                        f"process or Session on the same session?); nothing was undone"
+                    )
             c.execute("UPDATE rounds SET undone = 1, undone_utc = ? WHERE seq = ?", (t_utc, row[0]))
         return int(row[0])
 

@@ -77,6 +77,69 @@ def test_resume_refuses_an_optimizer_made_differently(tmp_path: Path) -> None:
         Session.resume(_opt(), log=path, session_id="0" * 32)
 
 
+def test_resume_refusal_says_which_seed_a_seed_none_run_used(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+
+    def make(seed: int | None) -> ZORankSGD:
+        return ZORankSGD(torch.tensor([1.5, -1.0]), lr=0.2, mu=0.1, m=6, k=3, seed=seed)
+
+    s = Session(make(None), log=path, judge=_judge())  # the seed is drawn from the OS
+    s.run(3, progress=False)
+    drawn = s.optimizer.seed
+    assert isinstance(drawn, int) and s.log.session_meta(s.session_id)["seed"] == drawn
+    with pytest.raises(ValueError, match=rf"make it with seed={drawn}"):
+        Session.resume(make(None), log=path, session_id=s.session_id)
+    resumed = Session.resume(make(drawn), log=path, session_id=s.session_id)
+    assert torch.equal(resumed.optimizer.x, s.optimizer.x) and resumed.history == s.history
+
+
+def test_a_cmaes_session_resumes(tmp_path: Path) -> None:
+    from labkit.optim.cmaes import CMAES
+
+    path = tmp_path / "log.sqlite"
+
+    def make(sigma: float = 0.5) -> CMAES:
+        return CMAES(torch.tensor([1.5, -1.0, 0.5]), sigma=sigma, m=6, seed=3)
+
+    s = Session(make(), log=path, judge=TopKJudge(FunctionTask("sphere", d=3).score, k=3))
+    s.run(5, progress=False)
+    resumed = Session.resume(make(), log=path, session_id=s.session_id)
+    assert torch.equal(resumed.optimizer.x, s.optimizer.x) and resumed.round == 5
+    assert torch.equal(resumed.candidates(), s.candidates())
+    with pytest.raises(ValueError, match=r"not the one session .* x0 or option"):
+        Session.resume(make(sigma=0.6), log=path, session_id=s.session_id)
+
+
+def test_undo_refuses_when_another_writer_moved_the_log_on(tmp_path: Path) -> None:
+    """Two Session objects on one session id (a second kernel resumed it): the one that fell
+    behind can neither log over the other's round nor undo a round that is not its last."""
+    path = tmp_path / "log.sqlite"
+    a = Session(_opt(), log=path, judge=_judge())
+    a.run(2, progress=False)
+    b = Session.resume(_opt(), log=path, session_id=a.session_id, judge=_judge())
+    b.run(1, progress=False)  # round 2, written by b
+    with pytest.raises(ValueError, match="live round 2"):
+        a.submit(_judge()(a.candidates()))
+    with pytest.raises(ValueError, match="not the last live round"):
+        a.undo()
+    live = a.log.rounds(a.session_id)
+    assert [r.round for r in live] == [0, 1, 2]  # nothing marked, nothing lost
+    assert a.round == 2 and len(a.history) == 2
+    # The log still replays.
+    again = Session.resume(_opt(), log=path, session_id=a.session_id)
+    assert torch.equal(again.optimizer.x, b.optimizer.x)
+
+
+def test_a_log_path_with_a_tilde_is_in_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    s = Session(_opt(), log="~/runs/log.sqlite")
+    assert (tmp_path / "runs" / "log.sqlite").is_file() and not (tmp_path / "~").exists()
+    assert s.log.path == tmp_path / "runs" / "log.sqlite"
+
+
 def test_a_new_session_needs_a_fresh_optimizer(tmp_path: Path) -> None:
     opt = _opt()
     opt.ask()

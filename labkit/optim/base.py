@@ -22,6 +22,7 @@ Rules shared by all optimizers:
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -32,7 +33,14 @@ import torch
 
 from labkit.ranking import Ranking, validate_ranking
 
-__all__ = ["OptimizeResult", "RankOptimizer", "as_start_point", "make_generator", "optimize"]
+__all__ = [
+    "OptimizeResult",
+    "RankOptimizer",
+    "as_start_point",
+    "atomic_load",
+    "make_generator",
+    "optimize",
+]
 
 
 def as_start_point(x0: Any, *, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -143,6 +151,25 @@ class RankOptimizer(ABC):
         """
         return None
 
+    @property
+    def seed(self) -> int | None:
+        """The seed all of this optimizer's randomness comes from (``None``: it has none).
+
+        With ``seed=None`` it was drawn from the OS; making the optimizer again with
+        ``seed=opt.seed`` (and the same other arguments) replays the same run. A session logs
+        it, so a resume can say which seed to use.
+        """
+        generator = getattr(self, "_generator", None)
+        return int(generator.initial_seed()) if isinstance(generator, torch.Generator) else None
+
+    def _fingerprint_state(self) -> dict[str, Any]:
+        """What identifies how this optimizer was made, for a session's resume check.
+
+        The state dict by default; an optimizer whose state dict holds incidental bytes (two
+        identically made ones would differ) returns the parts that matter instead.
+        """
+        return self.state_dict()
+
     def ask(self) -> torch.Tensor:
         """Candidates of the current round, an ``m × *shape`` tensor on the optimizer's device.
 
@@ -185,14 +212,49 @@ class RankOptimizer(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by ``state_dict`` (a pending round is restored too)."""
 
-    @staticmethod
-    def _check_state_fits(state: dict[str, Any], shape: tuple[int, ...], m: int) -> None:
-        """Refuse a state dict made for another shape of x or another m (before touching any)."""
+    def _check_state_fits(self, state: Any, shape: tuple[int, ...], m: int) -> None:
+        """Refuse a state dict of another optimizer, or made for another shape of x or another
+        m (before touching anything)."""
+        name = type(self).__name__
+        if not isinstance(state, dict):
+            raise ValueError(
+                f"a state dict is the dict {name}.state_dict() returns; got {type(state).__name__}"
+            )
+        if state.get("algorithm") != name:
+            raise ValueError(
+                f"not a {name} state dict (it says algorithm={state.get('algorithm')!r})"
+            )
         if tuple(state["shape"]) != tuple(shape) or int(state["m"]) != m:
             raise ValueError(
                 f"state is for shape {tuple(state['shape'])} with m={state['m']}, but this "
                 f"optimizer has shape {tuple(shape)} with m={m}"
             )
+
+
+def atomic_load(
+    load: Callable[[Any, dict[str, Any]], None],
+) -> Callable[[Any, dict[str, Any]], None]:
+    """Make a ``load_state_dict`` all or nothing: a state it refuses leaves the optimizer as it was.
+
+    The state is saved first; if loading fails part way (a missing key, a malformed generator
+    state, a tensor of the wrong size), the saved state is loaded back and the failure is raised
+    as a ValueError that says the optimizer is unchanged.
+    """
+
+    @functools.wraps(load)
+    def wrapper(self: Any, state: dict[str, Any]) -> None:
+        backup = self.state_dict()
+        try:
+            load(self, state)
+        except Exception as exc:
+            load(self, backup)
+            if isinstance(exc, ValueError):
+                raise
+            raise ValueError(
+                f"state dict refused ({type(exc).__name__}: {exc}); the optimizer is unchanged"
+            ) from exc
+
+    return wrapper
 
 
 @dataclass

@@ -42,7 +42,13 @@ import cma
 import numpy as np
 import torch
 
-from labkit.optim.base import RankOptimizer, as_start_point, check_positive, make_generator
+from labkit.optim.base import (
+    RankOptimizer,
+    as_start_point,
+    atomic_load,
+    check_positive,
+    make_generator,
+)
 from labkit.ranking import Ranking
 
 __all__ = ["CMAES"]
@@ -109,7 +115,10 @@ class CMAES(RankOptimizer):
         sigma0 = check_positive("sigma", sigma)
         # make_generator checks the seed (and draws one from the OS for seed=None); its initial
         # seed becomes the seed of the NumPy source pycma samples from.
-        self.seed: int = make_generator(seed, None).initial_seed()
+        self._seed: int = make_generator(seed, None).initial_seed()
+        # What the resume fingerprint needs besides x0, sigma0, m and the seed (see
+        # _fingerprint_state): the options as given.
+        self._options_repr = repr(sorted((str(k), repr(v)) for k, v in (options or {}).items()))
 
         d = start.numel()
         opts: dict[str, Any] = {
@@ -133,7 +142,7 @@ class CMAES(RankOptimizer):
                     f"best m // 2 >= 1; got {m!r}"
                 )
             opts["popsize"] = m
-        opts["randn"] = _NumpyRandn(self.seed)
+        opts["randn"] = _NumpyRandn(self._seed)
 
         mean0 = start.detach().to(device="cpu", dtype=torch.float64).reshape(-1).numpy()
         self.es = cma.CMAEvolutionStrategy(mean0.copy(), sigma0, opts)
@@ -148,6 +157,11 @@ class CMAES(RankOptimizer):
         """pycma's current mean, shape of ``x0``, on ``x0``'s device and dtype (a new tensor)."""
         mean = np.asarray(self.es.mean, dtype=np.float64).reshape(self._shape)
         return torch.from_numpy(mean.copy()).to(device=self._device, dtype=self._dtype)
+
+    @property
+    def seed(self) -> int:
+        """The seed of the private normal-number source pycma samples from."""
+        return self._seed
 
     @property
     def sigma(self) -> float:
@@ -183,14 +197,34 @@ class CMAES(RankOptimizer):
         """
         es_bytes = self._before_ask if self.pending else pickle.dumps(self.es)
         return {
+            "algorithm": "CMAES",
             "es": es_bytes,
             "pending": self.pending,
             "rounds": self.rounds,
-            "seed": self.seed,
+            "seed": self._seed,
             "m": self.m,
             "shape": self._shape,
         }
 
+    def _fingerprint_state(self) -> dict[str, Any]:
+        # The pickled strategy differs between two identically made CMAES (pycma keeps a
+        # time-based seed option and timers in it), so identify the strategy by what decides
+        # its samples: mean, σ, the covariance's diagonal, the counters, the seed and options.
+        return {
+            "algorithm": "CMAES",
+            "seed": self._seed,
+            "m": self.m,
+            "shape": self._shape,
+            "dtype": str(self._dtype),
+            "mean": np.asarray(self.es.mean, dtype=np.float64).tolist(),
+            "sigma": float(self.es.sigma),
+            "diagonal": np.asarray(self.es.sm.variances, dtype=np.float64).tolist(),
+            "rounds": self.rounds,
+            "pending": self.pending,
+            "options": self._options_repr,
+        }
+
+    @atomic_load
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict`; a pending round is sampled again, the same."""
         self._check_state_fits(state, self._shape, self.m)
@@ -198,7 +232,7 @@ class CMAES(RankOptimizer):
         if not isinstance(es, cma.CMAEvolutionStrategy):
             raise ValueError(f"state['es'] must pickle a CMAEvolutionStrategy; got {type(es)}")
         self.es = es
-        self.seed = int(state["seed"])
+        self._seed = int(state["seed"])
         self.rounds = int(state["rounds"])
         self._solutions = None
         self._before_ask = None

@@ -27,6 +27,7 @@ import torch
 from labkit.optim.base import (
     RankOptimizer,
     as_start_point,
+    atomic_load,
     check_positive,
     device_normal,
     draw_round_seed,
@@ -127,6 +128,8 @@ class PriorSampling(RankOptimizer):
     def state_dict(self) -> dict[str, Any]:
         """Incumbent, prior, generator state, the pending round's seed (or ``None``), counters."""
         return {
+            "algorithm": "PriorSampling",
+            "shape": tuple(self._x.shape),
             "x": self._x.clone(),
             "mean": self.mean.clone(),
             "sigma": self.sigma,
@@ -136,10 +139,11 @@ class PriorSampling(RankOptimizer):
             "m": self.m,
         }
 
+    @atomic_load
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict`; a pending round is regenerated from its seed."""
+        self._check_state_fits(state, tuple(self._x.shape), self.m)
         x = torch.as_tensor(state["x"])
-        self._check_state_fits({"shape": x.shape, "m": state["m"]}, tuple(self._x.shape), self.m)
         self._x = x.to(device=self._x.device, dtype=self._x.dtype).clone()
         self.mean = self._check_mean(state["mean"])
         self.sigma = float(state["sigma"])

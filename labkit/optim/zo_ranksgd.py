@@ -59,6 +59,7 @@ import torch
 from labkit.optim.base import (
     RankOptimizer,
     as_start_point,
+    atomic_load,
     check_positive,
     draw_round_seed,
     make_generator,
@@ -142,7 +143,7 @@ class ZORankSGD(RankOptimizer):
         if regenerate is None:
             regenerate = self.m * self.d >= _REGENERATE_AT
         self.regenerate = bool(regenerate)
-        self._gen = make_generator(seed, generator)
+        self._generator = make_generator(seed, generator)
         # The device generator is re-seeded per tile; it carries no state between tiles.
         self._dev_gen = torch.Generator(device=self.device)
 
@@ -225,7 +226,7 @@ class ZORankSGD(RankOptimizer):
 
     def _ask_gradient(self) -> torch.Tensor:
         if self._round_seed is None:
-            self._round_seed = draw_round_seed(self._gen)
+            self._round_seed = draw_round_seed(self._generator)
         seed, m, x, mu = self._round_seed, self.m, self._x, self.mu
         X = torch.empty((m, self.d), device=self.device, dtype=self.dtype)
         xi = None if self.regenerate else torch.empty_like(X)
@@ -341,9 +342,11 @@ class ZORankSGD(RankOptimizer):
         """Iterate, generator state, round bookkeeping and config (tensors on the CPU)."""
         return {
             "algorithm": "ZORankSGD",
+            "shape": tuple(self.shape),
+            "m": self.m,
             "config": self._config(),
             "x": self._x.detach().cpu().clone(),
-            "generator": self._gen.get_state(),
+            "generator": self._generator.get_state(),
             "rounds": self.rounds,
             "round_seed": self._round_seed,
             "acc": None if self._acc is None else self._acc.detach().cpu().clone(),
@@ -353,17 +356,17 @@ class ZORankSGD(RankOptimizer):
             "pending": self.pending,
         }
 
+    @atomic_load
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore ``state_dict()`` output; the config must match this optimizer's."""
-        if state.get("algorithm") != "ZORankSGD":
-            raise ValueError(f"not a ZORankSGD state dict (algorithm={state.get('algorithm')!r})")
+        self._check_state_fits(state, self.shape, self.m)
         if state["config"] != self._config():
             raise ValueError(
                 f"state dict was made with config {state['config']}, "
                 f"but this optimizer has {self._config()}"
             )
         self._x.copy_(state["x"].reshape(-1))
-        self._gen.set_state(state["generator"])
+        self._generator.set_state(state["generator"])
         self.rounds = int(state["rounds"])
         self._round_seed = state["round_seed"]
         acc = state["acc"]

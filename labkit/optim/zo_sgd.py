@@ -35,6 +35,7 @@ import torch
 from labkit.optim.base import (
     RankOptimizer,
     as_start_point,
+    atomic_load,
     check_positive,
     device_normal,
     draw_round_seed,
@@ -162,6 +163,8 @@ class ZOSGD(RankOptimizer):
     def state_dict(self) -> dict[str, Any]:
         """Iterate, generator state, the pending round's seed (or ``None``) and the counters."""
         return {
+            "algorithm": "ZOSGD",
+            "shape": tuple(self._x.shape),
             "x": self._x.clone(),
             "generator": self._generator.get_state(),
             "round_seed": self._round_seed,
@@ -171,10 +174,11 @@ class ZOSGD(RankOptimizer):
             "mu": self.mu,
         }
 
+    @atomic_load
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict`; a pending round is regenerated from its seed."""
+        self._check_state_fits(state, tuple(self._x.shape), self.m)
         x = torch.as_tensor(state["x"])
-        self._check_state_fits({"shape": x.shape, "m": state["m"]}, tuple(self._x.shape), self.m)
         self._x = x.to(device=self._x.device, dtype=self._x.dtype).clone()
         self._generator.set_state(state["generator"])
         self.lr = float(state["lr"])

@@ -348,6 +348,7 @@ class RankingWidget(anywidget.AnyWidget):
         round_id = int(value["round"])
         self._last_ranking = ranking
         self._last_round = round_id
+        could_undo = self.can_undo
         self.set_trait("error", "")
         self.set_trait("accepted_round", round_id)
         self.can_undo = True
@@ -356,9 +357,15 @@ class RankingWidget(anywidget.AnyWidget):
                 callback(ranking, round_id)
             except Exception as exc:
                 message = (
-                    f"the ranking for round {round_id} was accepted, but handling it failed: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"handling the ranking for round {round_id} failed: {type(exc).__name__}: {exc}"
                 )
+                # Not taken: the page may submit this round again (after fixing the cause),
+                # and Undo keeps pointing where it did, never at a round that was not taken.
+                # (A handler that did take it has moved the widget to the next round already.)
+                if self.round_id == round_id:
+                    self.set_trait("accepted_round", None)
+                    self.can_undo = could_undo
+                    self.submitted = {}  # so the very same ranking counts as a new submission
                 self.set_trait("error", message)
                 if isinstance(exc, traitlets.TraitError):
                     # set_state reads a TraitError as "submission refused"; this is not one.

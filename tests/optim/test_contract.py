@@ -334,6 +334,35 @@ def test_state_dict_is_a_snapshot(make: Factory) -> None:
     _assert_same_state(state, copy)
 
 
+@pytest.mark.parametrize("other", sorted(FACTORIES))
+def test_a_state_dict_it_cannot_take_is_refused_and_changes_nothing(
+    make: Factory, other: str
+) -> None:
+    """Another optimizer's state, a malformed one, or not a dict: a ValueError, and the
+    optimizer (mid-round) is exactly as it was: the same round can still be answered."""
+    opt = make(torch.zeros(3, 4), seed=6)
+    _run(opt, _random_rankings(1), 2)
+    X = opt.ask().clone()
+    before = pickle.loads(pickle.dumps(opt.state_dict()))
+    foreign = FACTORIES[other](torch.ones(3, 4), seed=9)
+    _run(foreign, _random_rankings(2), 1)
+    candidates: list[Any] = [None, [1, 2], {"x": torch.zeros(3, 4)}]
+    if type(foreign) is not type(opt):
+        candidates.append(foreign.state_dict())
+    broken = dict(before)
+    broken.pop(next(k for k in before if k not in ("algorithm", "shape", "m")))
+    candidates.append(broken)
+    late = dict(before)  # fails after the iterate, the generator... were already loaded
+    late["rounds"] = "many"
+    candidates.append(late)
+    for bad in candidates:
+        with pytest.raises(ValueError):
+            opt.load_state_dict(bad)
+        _assert_same_state(opt.state_dict(), before)
+        assert torch.equal(opt.ask(), X)
+    assert opt.seed is not None
+
+
 # -- progress ----------------------------------------------------------------------------------
 def test_progress_on_a_sphere_with_an_exact_judge(make: Factory) -> None:
     x0 = torch.full((3, 4), 2.0)

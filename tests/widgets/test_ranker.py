@@ -362,8 +362,11 @@ def test_the_page_can_change_nothing_but_the_ranking(
     assert got == [((0, 2, 1, 3), 7)] and w.round_id == 7
 
 
-def test_failing_callback_is_shown_and_raised(widget: tuple[RankingWidget, list[Any]]) -> None:
-    w, _ = widget
+def test_failing_callback_is_shown_raised_and_the_round_can_be_submitted_again(
+    widget: tuple[RankingWidget, list[Any]],
+) -> None:
+    w, got = widget
+    assert not w.can_undo
 
     def broken(ranking: tuple[int, ...], round_id: int) -> None:
         raise OSError("disk full")
@@ -371,7 +374,12 @@ def test_failing_callback_is_shown_and_raised(widget: tuple[RankingWidget, list[
     w.on_submit(broken)
     with pytest.raises(OSError, match="disk full"):
         w.submitted = {"round": 7, "ranking": [0, 1, 2, 3]}
-    assert "handling it failed: OSError: disk full" in w.error
+    assert "handling the ranking for round 7 failed: OSError: disk full" in w.error
+    # Not taken: nothing to undo, and the same round can be submitted again once it works.
+    assert w.accepted_round is None and not w.can_undo
+    w.on_submit(broken, remove=True)
+    page_update(w, {"submitted": {"round": 7, "ranking": [0, 1, 2, 3]}})
+    assert got[-1] == ((0, 1, 2, 3), 7) and w.accepted_round == 7 and w.error == ""
 
 
 def test_on_submit_remove_and_callable_check(widget: tuple[RankingWidget, list[Any]]) -> None:
