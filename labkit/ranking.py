@@ -13,7 +13,8 @@ wherever it arrives, and never half-applied.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import torch
@@ -28,9 +29,9 @@ def validate_ranking(ranking: Any, m: int) -> Ranking:
     """Check ``ranking`` against a round of ``m`` candidates and return it as a tuple of ints.
 
     Accepts a list, tuple, 1-D NumPy array or 1-D integer tensor. Raises ``ValueError`` that names
-    the offending value and the rule it broke: not a sequence, empty, longer than ``m``, an element
-    that is not an integer (bools and floats are refused, even ``2.0``), an index outside
-    ``[0, m)``, or an index given twice.
+    the offending value and the rule it broke: not a sequence, unordered (a set or a dict), empty,
+    longer than ``m``, an element that is not an integer (bools and floats are refused, even
+    ``2.0``), an index outside ``[0, m)``, or an index given twice.
     """
     if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
         raise ValueError(f"a round must have at least one candidate; got m={m!r}")
@@ -51,6 +52,13 @@ def validate_ranking(ranking: Any, m: int) -> Ranking:
     elif isinstance(ranking, (str, bytes)) or not hasattr(ranking, "__len__"):
         raise ValueError(
             f"a ranking must be a sequence of candidate indices, best first; got {ranking!r}"
+        )
+    elif isinstance(ranking, (AbstractSet, Mapping)):
+        # A set (or a dict's keys) has no order of its own: reading one as "best first" would
+        # silently misread the person's ranking.
+        raise ValueError(
+            f"a ranking must be ordered, best first (a list or tuple); a {type(ranking).__name__} "
+            f"has no order: got {ranking!r}"
         )
     else:
         shape = getattr(ranking, "shape", None)

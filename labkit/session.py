@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from labkit.optim.base import RankOptimizer
+from labkit.optim.base import RankOptimizer, integer
 from labkit.ranking import Ranking, validate_ranking
 from labkit.store import Round, RoundLog
 from labkit.tasks.base import Task
@@ -316,8 +316,10 @@ class Session:
         judge = judge if judge is not None else self.judge
         if judge is None:
             raise ValueError("run() needs a judge: pass judge=... here or to Session(...)")
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        n_rounds = integer(rounds)
+        if n_rounds is None or n_rounds < 0:
             raise ValueError(f"rounds must be an int >= 0; got {rounds!r}")
+        rounds = n_rounds
         from tqdm.auto import tqdm
 
         out = []

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -88,9 +89,10 @@ def make_generator(seed: int | None, generator: torch.Generator | None) -> torch
     if seed is None:
         g.seed()
     else:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int; got {seed!r}")
-        g.manual_seed(seed)
+        seed_int = integer(seed)
+        if seed_int is None or not 0 <= seed_int < 2**64:
+            raise ValueError(f"seed must be an int in 0..2**64-1; got {seed!r}")
+        g.manual_seed(seed_int)
     return g
 
 
@@ -111,9 +113,16 @@ def device_normal(
     return torch.randn(shape, generator=g, device=device, dtype=dtype)
 
 
+def integer(value: object) -> int | None:
+    """``value`` as an int if it is an integer (a Python or NumPy int, not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
 def check_positive(name: str, value: float) -> float:
     """Return ``value`` as float if it is finite and > 0, else raise a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a positive number; got {value!r}")
     v = float(value)
     if not math.isfinite(v) or v <= 0:
@@ -281,9 +290,14 @@ def optimize(
     given, is evaluated on the iterate after each round (for curves only; the optimizer never sees
     it).
     """
+    n_rounds = integer(rounds)
+    if n_rounds is None or n_rounds < 0:
+        raise ValueError(f"rounds must be an int >= 0; got {rounds!r}")
+    if not callable(judge):
+        raise ValueError(f"judge must be callable (candidates -> ranking); got {judge!r}")
     history: list[Ranking] = []
     values: list[float] = []
-    for _ in range(int(rounds)):
+    for _ in range(n_rounds):
         X = opt.ask()
         r = validate_ranking(judge(X), X.shape[0])
         opt.tell(r)

@@ -47,6 +47,7 @@ from labkit.optim.base import (
     as_start_point,
     atomic_load,
     check_positive,
+    integer,
     make_generator,
 )
 from labkit.ranking import Ranking
@@ -136,12 +137,13 @@ class CMAES(RankOptimizer):
                     )
             opts.update(options)
         if m is not None:
-            if isinstance(m, bool) or not isinstance(m, int) or m < 2:
+            m_int = integer(m)
+            if m_int is None or m_int < 2:
                 raise ValueError(
                     f"m (the population size) must be an int >= 2, since CMA-ES recombines the "
                     f"best m // 2 >= 1; got {m!r}"
                 )
-            opts["popsize"] = m
+            opts["popsize"] = m_int
         opts["randn"] = _NumpyRandn(self._seed)
 
         mean0 = start.detach().to(device="cpu", dtype=torch.float64).reshape(-1).numpy()

@@ -31,6 +31,7 @@ from labkit.optim.base import (
     check_positive,
     device_normal,
     draw_round_seed,
+    integer,
     make_generator,
 )
 from labkit.ranking import Ranking
@@ -65,11 +66,12 @@ class PriorSampling(RankOptimizer):
         super().__init__()
         self._x = as_start_point(x0)
         self.sigma = check_positive("sigma", sigma)
-        if isinstance(m, bool) or not isinstance(m, int) or m < 2:
+        m_int = integer(m)
+        if m_int is None or m_int < 2:
             raise ValueError(
                 f"m must be an int >= 2 (the incumbent plus at least one fresh sample); got {m!r}"
             )
-        self.m = m
+        self.m: int = m_int
         self.mean = self._check_mean(mean)
         self._generator = make_generator(seed, generator)
         self._round_seed: int | None = None

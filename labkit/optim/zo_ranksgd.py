@@ -62,6 +62,7 @@ from labkit.optim.base import (
     atomic_load,
     check_positive,
     draw_round_seed,
+    integer,
     make_generator,
 )
 from labkit.ranking import Ranking, edge_count
@@ -131,15 +132,16 @@ class ZORankSGD(RankOptimizer):
         self.dtype = self._x.dtype
         self.lr = check_positive("lr", lr)
         self.mu = check_positive("mu", mu)
-        if isinstance(m, bool) or not isinstance(m, int) or m < 2:
+        m_int, k_int, ls_int = integer(m), integer(k), integer(line_search)
+        if m_int is None or m_int < 2:
             raise ValueError(f"m (candidates per round) must be an int >= 2; got {m!r}")
-        self.m = m
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= m):
+        self.m: int = m_int
+        if k is not None and (k_int is None or not 1 <= k_int <= m_int):
             raise ValueError(f"k must be None (full ranking) or an int in 1..m={m}; got {k!r}")
-        self.k = m if k is None else k
-        if isinstance(line_search, bool) or not isinstance(line_search, int) or line_search < 0:
+        self.k: int = m_int if k_int is None else k_int
+        if ls_int is None or ls_int < 0:
             raise ValueError(f"line_search must be an int >= 0 (0: off); got {line_search!r}")
-        self.line_search = line_search
+        self.line_search: int = ls_int
         if regenerate is None:
             regenerate = self.m * self.d >= _REGENERATE_AT
         self.regenerate = bool(regenerate)

@@ -39,6 +39,7 @@ from labkit.optim.base import (
     check_positive,
     device_normal,
     draw_round_seed,
+    integer,
     make_generator,
 )
 from labkit.ranking import Ranking
@@ -75,12 +76,13 @@ class ZOSGD(RankOptimizer):
         self._x = as_start_point(x0)
         self.lr = check_positive("lr", lr)
         self.mu = check_positive("mu", mu)
-        if isinstance(m, bool) or not isinstance(m, int) or m < 2 or m % 2:
+        m_int = integer(m)
+        if m_int is None or m_int < 2 or m_int % 2:
             raise ValueError(
                 f"m must be an even int >= 2, since candidates come in pairs x + μu, x − μu; "
                 f"got m={m!r}"
             )
-        self.m = m
+        self.m: int = m_int
         self._generator = make_generator(seed, generator)
         self._round_seed: int | None = None
         self._u: torch.Tensor | None = None  # (m/2, *shape) directions of the pending round

@@ -225,6 +225,8 @@ _bad_rankings = st.one_of(
             None,
         ]
     ),
+    # unordered: a set or a dict has no "best first"
+    st.sampled_from([{2, 0, 1}, frozenset({0}), {0: "best", 1: "next"}, {}.keys()]),
 )
 
 
@@ -361,6 +363,27 @@ def test_a_state_dict_it_cannot_take_is_refused_and_changes_nothing(
         _assert_same_state(opt.state_dict(), before)
         assert torch.equal(opt.ask(), X)
     assert opt.seed is not None
+
+
+def test_numpy_scalars_are_numbers_and_ints(make: Factory) -> None:
+    """Options computed with NumPy (np.int64 from a grid, np.float32 from an array) work like
+    Python numbers, and give the same run."""
+    x0 = torch.zeros(3, 4)
+    plain = make(x0, m=M, seed=2)
+    numpy_made = make(x0, m=np.int64(M), seed=np.int64(2))
+    assert numpy_made.m == M and type(numpy_made.m) is int
+    assert torch.equal(plain.ask(), numpy_made.ask())
+
+
+def test_optimize_checks_its_arguments(make: Factory) -> None:
+    opt = make(torch.zeros(3, 4), seed=0)
+    for rounds in (-1, 2.5, "3", True):
+        with pytest.raises(ValueError, match="rounds must be an int >= 0"):
+            optimize(opt, _exact_judge, rounds)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="judge must be callable"):
+        optimize(opt, None, 1)  # type: ignore[arg-type]
+    assert opt.rounds == 0 and not opt.pending
+    assert optimize(opt, _exact_judge, np.int64(2)).rounds == 2  # type: ignore[arg-type]
 
 
 # -- progress ----------------------------------------------------------------------------------
