@@ -76,6 +76,10 @@ def _fingerprint(opt: RankOptimizer) -> str:
     return h.hexdigest()
 
 
+#: Keys of a session's metadata that the session writes itself (resume reads them).
+_RESERVED_META = frozenset({"name", "optimizer", "config", "seed", "fingerprint", "task"})
+
+
 def _config_meta(opt: RankOptimizer) -> dict[str, Any]:
     config = opt.state_dict().get("config", {})
     return {"optimizer": type(opt).__name__, "config": config, "seed": opt.seed}
@@ -118,6 +122,22 @@ class Session:
     ) -> None:
         if not isinstance(optimizer, RankOptimizer):
             raise ValueError(f"optimizer must be a labkit RankOptimizer; got {optimizer!r}")
+        # Checked here, not at the first submit: a session must not start and then refuse
+        # every ranking a person gives it.
+        if judge is not None and not callable(judge):
+            raise ValueError(f"judge must be callable (candidates -> ranking); got {judge!r}")
+        if rater is not None and not isinstance(rater, str):
+            raise ValueError(f"rater must be a string (who ranks) or None; got {rater!r}")
+        if not isinstance(name, str):
+            raise ValueError(f"name must be a string; got {name!r}")
+        if meta is not None:
+            if not isinstance(meta, dict):
+                raise ValueError(f"meta must be a dict of JSON values; got {meta!r}")
+            reserved = sorted(set(meta) & _RESERVED_META)
+            if reserved:
+                raise ValueError(
+                    f"meta keys {reserved} are the session's own (used to resume it); rename them"
+                )
         self.optimizer = optimizer
         self.task = task
         self.judge = judge
@@ -241,10 +261,15 @@ class Session:
             opt = self.optimizer
             X = opt.ask()
             r = validate_ranking(ranking, X.shape[0])
+            if meta is not None and not isinstance(meta, dict):
+                raise ValueError(f"meta must be a dict of JSON values; got {meta!r}")
+            if rater is not None and not isinstance(rater, str):
+                raise ValueError(f"rater must be a string (who ranked) or None; got {rater!r}")
+            # The round's own facts win over a caller's meta of the same name.
             round_meta = {
+                **(meta or {}),
                 "kind": getattr(opt, "round_kind", "gradient"),
                 "incumbent_index": opt.incumbent_index,
-                **(meta or {}),
             }
             # 1. the log first: once append returns, the ranking survives anything.
             self.log.append(

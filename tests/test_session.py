@@ -198,3 +198,25 @@ def test_sessions_share_a_file(tmp_path: Path) -> None:
     b.run(5, progress=False)
     log = RoundLog(path)
     assert len(log.rounds(a.session_id)) == 3 and len(log.rounds(b.session_id)) == 5
+
+
+def test_bad_session_arguments_are_refused_up_front(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    for kwargs, match in [
+        ({"rater": 5}, "rater must be a string"),
+        ({"judge": 3}, "judge must be callable"),
+        ({"meta": [1]}, "meta must be a dict"),
+        ({"meta": {"fingerprint": "x"}}, r"meta keys \['fingerprint'\]"),
+        ({"name": None}, "name must be a string"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            Session(_opt(), log=path, **kwargs)
+    s = Session(_opt(), log=path, meta={"study": "pilot"})
+    assert s.log.session_meta(s.session_id)["study"] == "pilot"
+    with pytest.raises(ValueError, match="meta must be a dict"):
+        s.submit([0], meta="note")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rater must be a string"):
+        s.submit([0], rater=7)  # type: ignore[arg-type]
+    assert s.log.rounds(s.session_id) == []
+    rnd = s.submit([0], meta={"kind": "bogus", "note": "first"})
+    assert rnd.kind == "gradient" and rnd.meta["note"] == "first"

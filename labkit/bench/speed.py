@@ -61,6 +61,7 @@ import torch
 
 from labkit.bench._common import positive_int, write_json
 from labkit.bench._numpy_ref import NumpyRankSGD
+from labkit.devices import resolve_device
 from labkit.optim.zo_ranksgd import ZORankSGD
 
 __all__ = ["main", "run_speed"]
@@ -313,9 +314,7 @@ def run_speed(
 
     Times are seconds, memory is bytes (see the module docstring for both methods).
     """
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device!r} asked for, but torch.cuda.is_available() is False")
+    dev = resolve_device(device, name="--device")
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1; got {repeats}")
     from tqdm.auto import tqdm
@@ -508,6 +507,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench speed") ->
         if m < 2:
             print(f"{prog}: error: m must be >= 2; got {m}", file=sys.stderr)
             return 2
+    try:
+        resolve_device(args.device, name="--device")
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

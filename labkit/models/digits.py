@@ -57,6 +57,8 @@ import torch.nn.functional as F
 from diffusers.models.unets.unet_2d import UNet2DModel
 from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 
+from labkit.devices import resolve_device
+
 __all__ = [
     "DEFAULT_GUIDANCE",
     "DEFAULT_STEPS",
@@ -210,6 +212,7 @@ def load_digits_model(
     """
     from safetensors import safe_open
 
+    resolve_device(device if device is not None else "cpu")  # before reading any file
     target_dtype = dtype if dtype is not None else torch.float32
     if not target_dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype; got {target_dtype}")
@@ -238,7 +241,8 @@ def load_digits_model(
     unet.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
     # nn.Module.to, not UNet2DModel.to: diffusers 0.42 warns on every dtype cast about modules to
     # keep in float32, even when (as here) there are none.
-    torch.nn.Module.to(unet, torch.device(device if device is not None else "cpu"), target_dtype)
+    dev = resolve_device(device if device is not None else "cpu")
+    torch.nn.Module.to(unet, dev, target_dtype)
     unet.eval().requires_grad_(False)
     return DigitsModel(unet=unet, scheduler_config=scheduler_config, info=info)
 

@@ -64,6 +64,7 @@ from typing import Any, Literal
 
 import torch
 
+from labkit.devices import resolve_device
 from labkit.oracles import ScoreJudge
 
 __all__ = [
@@ -264,6 +265,10 @@ class _LatentTask:
             )
         if X.shape[0] < 1:
             raise ValueError("a round must have at least one candidate; got m=0")
+        finite = torch.isfinite(X).flatten(1).all(dim=1)
+        if not bool(finite.all()):  # one host sync a round: the model would draw noise from NaN
+            bad = (~finite).nonzero().flatten().tolist()
+            raise ValueError(f"candidates {bad} are not finite (NaN or inf in the latent)")
         return X
 
     def images(self, X: torch.Tensor) -> torch.Tensor:
@@ -428,7 +433,7 @@ class DigitsTask(_LatentTask):
         self.renormalize = bool(renormalize)
         if model is None:
             model = dm.load_digits_model(device=device)
-        elif device is not None and torch.device(device) != model.device:
+        elif device is not None and resolve_device(device) != model.device:
             raise ValueError(f"device={device!r} but the model given is on {model.device}")
         if optimize not in ("latents", "latents+class"):
             raise ValueError(f"optimize must be 'latents' or 'latents+class'; got {optimize!r}")
@@ -692,7 +697,7 @@ class PipelineTask(_LatentTask):
             from diffusers import DiffusionPipeline
 
             pipeline_class = DiffusionPipeline
-        dev = torch.device(device if device is not None else _default_device())
+        dev = resolve_device(device if device is not None else _default_device())
         if dtype is None:
             dtype = torch.float16 if dev.type == "cuda" else torch.float32
         pipe = pipeline_class.from_pretrained(

@@ -382,6 +382,12 @@ def test_digits_task_refuses_bad_options(digits: tuple[Any, Any]) -> None:
         _digits_task(digits, 1, image_px=40)
     with pytest.raises(ValueError, match=r"shape \(m, 1, 16, 16\)"):
         _digits_task(digits).images(torch.zeros(1, 16, 16))
+    X = torch.zeros(3, 1, 16, 16)
+    X[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"candidates \[1\] are not finite"):
+        _digits_task(digits).render(X)
+    with pytest.raises(ValueError, match="device='gpu' is not a torch device"):
+        _digits_task(digits, device="gpu")
 
 
 def test_digit_probability_and_judges(digits: tuple[Any, Any]) -> None:
