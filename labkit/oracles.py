@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from labkit.optim.base import check_flag
 from labkit.ranking import Ranking, validate_ranking
 
 __all__ = [
@@ -174,7 +175,9 @@ def ranking_from_values(values: Any, *, k: int | None = None, maximize: bool = F
     Ties go to the lower index. Returns a validated :data:`~labkit.ranking.Ranking`.
     """
     v = _as_values(values)
-    return validate_ranking(_rank_from_values(v, _check_k(k), bool(maximize)), v.shape[0])
+    return validate_ranking(
+        _rank_from_values(v, _check_k(k), check_flag("maximize", maximize)), v.shape[0]
+    )
 
 
 def _noisy_ranking(
@@ -253,7 +256,7 @@ class TopKJudge:
             raise ValueError(f"fn must be a callable from candidates to values; got {fn!r}")
         self.fn = fn
         self.k = _check_k(k)
-        self.maximize = bool(maximize)
+        self.maximize = check_flag("maximize", maximize)
 
     def __repr__(self) -> str:
         return f"TopKJudge({self.fn!r}, k={self.k}, maximize={self.maximize})"
@@ -321,7 +324,7 @@ class NoisyJudge:
             raise ValueError(f"swap_prob is a probability in [0, 1]; got swap_prob={swap_prob!r}")
         self.fn = fn
         self.k = _check_k(k)
-        self.maximize = bool(maximize)
+        self.maximize = check_flag("maximize", maximize)
         self.model: str = model
         self.scale = scale  # T or σ
         self.swap_prob = p
@@ -389,7 +392,7 @@ class ScoreJudge:
         self.score_model = score_model
         self.render = render
         self.k = _check_k(k)
-        self.maximize = bool(maximize)
+        self.maximize = check_flag("maximize", maximize)
         self.noise = _check_nonneg("noise", noise)
         self.swap_prob = p
         self.generator = _make_generator(seed)

@@ -355,3 +355,16 @@ def test_judges_give_the_same_rankings_for_candidates_on_cuda() -> None:
     for new in make:
         on_cpu, on_cuda = new(), new()
         assert [on_cpu(X.double()) for X in rounds] == [on_cuda(X.double().cuda()) for X in rounds]
+
+
+def test_a_flag_given_as_a_string_is_refused() -> None:
+    """``bool("False")`` is True: a string flag would silently rank the wrong way round."""
+    f = FunctionTask("sphere").score
+    for make in (
+        lambda: TopKJudge(f, k=2, maximize="False"),  # type: ignore[arg-type]
+        lambda: NoisyJudge(f, k=2, maximize="no"),  # type: ignore[arg-type]
+        lambda: ranking_from_values([1.0, 2.0], maximize=1),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ValueError, match="maximize must be True or False"):
+            make()
+    assert TopKJudge(f, k=2, maximize=np.bool_(True)).maximize is True

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from labkit.ranking import Ranking, validate_ranking
@@ -39,6 +40,7 @@ __all__ = [
     "RankOptimizer",
     "as_start_point",
     "atomic_load",
+    "check_flag",
     "make_generator",
     "optimize",
 ]
@@ -118,6 +120,16 @@ def integer(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         return None
     return int(value)
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` as a bool if it is one (Python or NumPy), else a ValueError naming ``name``.
+
+    ``bool("False")`` is True: a flag given as a string would silently mean the opposite.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
 
 
 def check_positive(name: str, value: float) -> float:

@@ -60,6 +60,7 @@ from labkit.optim.base import (
     RankOptimizer,
     as_start_point,
     atomic_load,
+    check_flag,
     check_positive,
     draw_round_seed,
     integer,
@@ -144,7 +145,7 @@ class ZORankSGD(RankOptimizer):
         self.line_search: int = ls_int
         if regenerate is None:
             regenerate = self.m * self.d >= _REGENERATE_AT
-        self.regenerate = bool(regenerate)
+        self.regenerate = check_flag("regenerate", regenerate)
         self._generator = make_generator(seed, generator)
         # The device generator is re-seeded per tile; it carries no state between tiles.
         self._dev_gen = torch.Generator(device=self.device)

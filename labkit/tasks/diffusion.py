@@ -65,6 +65,7 @@ from typing import Any, Literal
 import torch
 
 from labkit.devices import resolve_device
+from labkit.optim.base import check_flag
 from labkit.oracles import ScoreJudge
 
 __all__ = [
@@ -430,7 +431,7 @@ class DigitsTask(_LatentTask):
                 f"interpolated); got {image_px}"
             )
         self.image_px = image_px
-        self.renormalize = bool(renormalize)
+        self.renormalize = check_flag("renormalize", renormalize)
         if model is None:
             model = dm.load_digits_model(device=device)
         elif device is not None and resolve_device(device) != model.device:
@@ -604,7 +605,7 @@ class PipelineTask(_LatentTask):
         self.num_inference_steps = _check_int(num_inference_steps, "num_inference_steps", 1)
         self.guidance_scale = _check_nonneg(guidance_scale, "guidance_scale")
         self.optimize: str = optimize
-        self.renormalize = bool(renormalize)
+        self.renormalize = check_flag("renormalize", renormalize)
         self.seed = _check_int(seed, "seed", 0)
         self.scorer = scorer
         self.pipeline_kwargs = dict(pipeline_kwargs or {})
