@@ -193,7 +193,13 @@ class Session:
         replayed round's seed against the logged one. The result is bit-identical to the
         optimizer of the uninterrupted session on the same device.
         """
-        store = log if isinstance(log, RoundLog) else RoundLog(log)
+        if not isinstance(optimizer, RankOptimizer):
+            raise ValueError(f"optimizer must be a labkit RankOptimizer; got {optimizer!r}")
+        if not isinstance(log, RoundLog):
+            path = Path(log).expanduser()
+            if not path.is_file():  # never create an empty log just to say it has no session
+                raise ValueError(f"no round log at {str(path)!r} to resume session {session_id}")
+        store = log if isinstance(log, RoundLog) else RoundLog(path)
         meta = store.session_meta(session_id)
         if optimizer.rounds or optimizer.pending:
             raise ValueError("resume needs a freshly made optimizer (no round asked or told yet)")

@@ -220,3 +220,12 @@ def test_bad_session_arguments_are_refused_up_front(tmp_path: Path) -> None:
     assert s.log.rounds(s.session_id) == []
     rnd = s.submit([0], meta={"kind": "bogus", "note": "first"})
     assert rnd.kind == "gradient" and rnd.meta["note"] == "first"
+
+
+def test_resume_refuses_a_missing_log_without_creating_one(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.sqlite"
+    with pytest.raises(ValueError, match="no round log at"):
+        Session.resume(_opt(), log=missing, session_id="0" * 32)
+    assert not missing.exists()
+    with pytest.raises(ValueError, match="must be a labkit RankOptimizer"):
+        Session.resume("x", log=missing, session_id="0" * 32)  # type: ignore[arg-type]

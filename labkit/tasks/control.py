@@ -776,6 +776,10 @@ class ControlTask:
     def _params(self, X: torch.Tensor) -> np.ndarray:
         if not isinstance(X, torch.Tensor) or X.dim() < 1:
             raise ValueError(f"candidates must be an m × d tensor; got {X!r}")
+        if not X.dtype.is_floating_point:
+            raise ValueError(f"candidates must be a floating tensor; got dtype {X.dtype}")
+        if X.shape[0] < 1:
+            raise ValueError("a round must have at least one candidate; got m=0")
         flat = X.detach().reshape(X.shape[0], -1)
         if flat.shape[1] != self.n_params:
             raise ValueError(

@@ -215,6 +215,12 @@ def test_bad_candidates_are_refused() -> None:
     bad[1, 3] = float("nan")
     with pytest.raises(ValueError, match="finite"):
         task.score(bad)
+    with pytest.raises(ValueError, match=r"floating tensor; got dtype torch\.bool"):
+        task.score(torch.zeros(2, 10, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"floating tensor; got dtype torch\.complex64"):
+        task.score(torch.zeros(2, 10, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="at least one candidate"):
+        task.score(torch.zeros(0, 10))
 
 
 def test_non_flat_spaces_are_refused() -> None:
