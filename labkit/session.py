@@ -474,9 +474,20 @@ class Session:
         return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
     def _on_widget_submit(self, ranking: Ranking, round_id: int) -> None:
+        from labkit.widgets.ranker import NotTaken
+
         if round_id != self.round:
             return  # a stale round: the widget refuses these itself; never tell them
-        self.submit(ranking)
+        logged_before = self.log.next_round(self.session_id)
+        try:
+            self.submit(ranking)
+        except Exception as exc:
+            # The log is the truth: if it has no new row, the ranking was not recorded and the
+            # person may submit the round again; if it has (the next round failed to render,
+            # say), the round was taken and must not be taken twice.
+            if self.log.next_round(self.session_id) == logged_before:
+                raise NotTaken(f"{type(exc).__name__}: {exc}") from exc
+            raise
 
     def _on_widget_undo(self, *_: Any) -> None:
         if self.history:

@@ -17,7 +17,7 @@ def test_valid_devices_pass_through() -> None:
     ("device", "match"),
     [
         ("gpu", r"dev='gpu' is not a torch device"),
-        (5, "dev must be a device name"),
+        ("5", r"dev='5' is not a torch device"),
         (None, "dev must be a device name"),
         (True, "dev must be a device name"),
     ],

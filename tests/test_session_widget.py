@@ -76,3 +76,42 @@ def test_line_search_rounds_ask_for_the_winner_and_mark_the_incumbent(tmp_path: 
     assert w.k == 1 and w.incumbent == 0 and len(w.items) == 4
     w.submitted = {"round": 1, "ranking": [2]}
     assert [r.kind for r in s.log.rounds(s.session_id)] == ["gradient", "line_search"]
+
+
+def test_a_submission_the_log_refused_can_be_made_again(tmp_path: Path) -> None:
+    """Another Session on the same session id wrote round 0 first: this one's ranking is not
+    taken, the page says so and may submit again (it is refused again, never lost silently)."""
+    s = _session(tmp_path)
+    s.show()
+    w = s._widget
+    other = Session.resume(
+        ZORankSGD(torch.tensor([1.0, 1.0]), lr=0.3, mu=0.2, m=5, k=2, seed=1),
+        log=s.log,
+        session_id=s.session_id,
+    )
+    other.submit([0, 1])
+    from labkit.widgets import NotTaken
+
+    with pytest.raises(NotTaken):
+        w.submitted = {"round": 0, "ranking": [3, 1]}
+    assert "was not taken" in w.error and "live round 0" in w.error
+    assert w.accepted_round is None and w.round_id == 0 and not w.can_undo
+    assert [r.ranking for r in s.log.rounds(s.session_id)] == [(0, 1)]
+
+
+def test_a_round_taken_whose_next_round_fails_to_render_stays_taken(tmp_path: Path) -> None:
+    """Logged and told, then rendering the next round fails: the round must not look untaken
+    (submitting it again would be ignored as stale), and Undo must reach it."""
+    s = _session(tmp_path)
+    s.show()
+    w = s._widget
+
+    def broken_render(X: torch.Tensor) -> list[bytes]:
+        raise RuntimeError("renderer crashed")
+
+    s.task.render = broken_render  # type: ignore[method-assign, union-attr]
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        w.submitted = {"round": 0, "ranking": [3, 1]}
+    assert [r.ranking for r in s.log.rounds(s.session_id)] == [(3, 1)] and s.round == 1
+    assert "was accepted, but handling it failed" in w.error
+    assert w.accepted_round == 0 and w.can_undo

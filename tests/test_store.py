@@ -345,6 +345,19 @@ def test_undo_keeps_the_row_and_frees_the_number(log: RoundLog) -> None:
     assert _count_rows(log.path) == 4  # nothing was ever deleted
 
 
+def test_undo_of_the_last_round_only(log: RoundLog) -> None:
+    """``last=True`` (what a session uses) refuses any but the last live round, changing nothing."""
+    sid = log.new_session()
+    for r in range(3):
+        log.append(sid, round=r, ranking=[0], m=2)
+    with pytest.raises(ValueError, match=r"round 1 is not the last live round .* up to 2"):
+        log.mark_undone(sid, 1, last=True)
+    assert [r.round for r in log.rounds(sid)] == [0, 1, 2]
+    log.mark_undone(sid, 2, last=True)
+    log.mark_undone(sid, 1, last=True)
+    assert [r.round for r in log.rounds(sid)] == [0]
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     ops=st.lists(

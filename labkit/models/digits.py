@@ -41,6 +41,7 @@ import io
 import json
 import math
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -366,10 +367,14 @@ def generate(
     hook = None
     if class_offset is not None:
         offset = class_offset.to(model.device, model.dtype)
+        caller, rows = threading.get_ident(), (2 * n if guided else n)
 
         def shift_conditional_rows(_module: Any, _inputs: Any, emb: torch.Tensor) -> torch.Tensor:
             # The UNet looks the classes up once per step; its first n rows are the conditional
-            # ones (the guided batch is [conditional; null]), so only those move.
+            # ones (the guided batch is [conditional; null]), so only those move. The model may
+            # be shared: another thread's generate() on it meanwhile is left alone.
+            if threading.get_ident() != caller or emb.shape[0] != rows:
+                return emb
             return torch.cat([emb[:n] + offset, emb[n:]])
 
         hook = model.unet.class_embedding.register_forward_hook(shift_conditional_rows)

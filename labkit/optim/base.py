@@ -174,14 +174,25 @@ class RankOptimizer(ABC):
 
     @property
     def seed(self) -> int | None:
-        """The seed all of this optimizer's randomness comes from (``None``: it has none).
+        """The seed all of this optimizer's randomness comes from (``None``: unknown or none).
 
         With ``seed=None`` it was drawn from the OS; making the optimizer again with
         ``seed=opt.seed`` (and the same other arguments) replays the same run. A session logs
-        it, so a resume can say which seed to use.
+        it, so a resume can say which seed to use. ``None`` when a ``generator`` was handed in
+        (its state, not a seed, is what counts) or the optimizer has no randomness.
         """
+        explicit = self.__dict__.get("_seed")
+        if explicit is not None:
+            return int(explicit)
         generator = getattr(self, "_generator", None)
-        return int(generator.initial_seed()) if isinstance(generator, torch.Generator) else None
+        if getattr(self, "_generator_given", False) or not isinstance(generator, torch.Generator):
+            return None
+        return int(generator.initial_seed())
+
+    @seed.setter
+    def seed(self, value: int | None) -> None:
+        # A subclass may keep its own seed (as CMAES does); the property then just reports it.
+        self.__dict__["_seed"] = value
 
     def _fingerprint_state(self) -> dict[str, Any]:
         """What identifies how this optimizer was made, for a session's resume check.

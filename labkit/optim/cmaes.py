@@ -34,6 +34,7 @@ made yourself.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Mapping
 from typing import Any
@@ -59,6 +60,22 @@ DIAGONAL_ABOVE = 100
 
 # Options that the constructor's own arguments set; giving them in ``options`` too is ambiguous.
 _RESERVED_OPTIONS = {"randn": "seed", "seed": "seed", "popsize": "m"}
+
+
+def _option_key(value: Any) -> str:
+    """A stable text of one pycma option for the resume fingerprint.
+
+    ``repr`` would shorten a long array to ``...`` (two different vectors would look the same)
+    and put a memory address in a function's text (two identical optimizers would differ).
+    """
+    if isinstance(value, np.ndarray):
+        digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+        return f"ndarray({value.dtype}, {value.shape}, {digest})"
+    if isinstance(value, (list, tuple)) and len(value) > 50:
+        return _option_key(np.asarray(value))
+    if callable(value):
+        return f"callable {getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}"
+    return repr(value)
 
 
 class _NumpyRandn:
@@ -116,10 +133,13 @@ class CMAES(RankOptimizer):
         sigma0 = check_positive("sigma", sigma)
         # make_generator checks the seed (and draws one from the OS for seed=None); its initial
         # seed becomes the seed of the NumPy source pycma samples from.
+        # (.seed reports it: the base class reads _seed.)
         self._seed: int = make_generator(seed, None).initial_seed()
         # What the resume fingerprint needs besides x0, sigma0, m and the seed (see
         # _fingerprint_state): the options as given.
-        self._options_repr = repr(sorted((str(k), repr(v)) for k, v in (options or {}).items()))
+        self._options_repr = repr(
+            sorted((str(k), _option_key(v)) for k, v in (options or {}).items())
+        )
 
         d = start.numel()
         opts: dict[str, Any] = {
@@ -159,11 +179,6 @@ class CMAES(RankOptimizer):
         """pycma's current mean, shape of ``x0``, on ``x0``'s device and dtype (a new tensor)."""
         mean = np.asarray(self.es.mean, dtype=np.float64).reshape(self._shape)
         return torch.from_numpy(mean.copy()).to(device=self._device, dtype=self._dtype)
-
-    @property
-    def seed(self) -> int:
-        """The seed of the private normal-number source pycma samples from."""
-        return self._seed
 
     @property
     def sigma(self) -> float:

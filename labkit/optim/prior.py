@@ -74,6 +74,7 @@ class PriorSampling(RankOptimizer):
         self.m: int = m_int
         self.mean = self._check_mean(mean)
         self._generator = make_generator(seed, generator)
+        self._generator_given = generator is not None  # then .seed is unknown (None)
         self._round_seed: int | None = None
 
     def _check_mean(self, mean: Any) -> torch.Tensor:

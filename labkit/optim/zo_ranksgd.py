@@ -147,6 +147,7 @@ class ZORankSGD(RankOptimizer):
             regenerate = self.m * self.d >= _REGENERATE_AT
         self.regenerate = check_flag("regenerate", regenerate)
         self._generator = make_generator(seed, generator)
+        self._generator_given = generator is not None  # then .seed is unknown (None)
         # The device generator is re-seeded per tile; it carries no state between tiles.
         self._dev_gen = torch.Generator(device=self.device)
 

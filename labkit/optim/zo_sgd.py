@@ -84,6 +84,7 @@ class ZOSGD(RankOptimizer):
             )
         self.m: int = m_int
         self._generator = make_generator(seed, generator)
+        self._generator_given = generator is not None  # then .seed is unknown (None)
         self._round_seed: int | None = None
         self._u: torch.Tensor | None = None  # (m/2, *shape) directions of the pending round
 

@@ -239,6 +239,8 @@ class _LatentTask:
     maximize: bool = True
     mime: str = "image/png"
     shape: tuple[int, ...]
+    latent_shape: tuple[int, ...]
+    optimize: str
     device: torch.device
     scorer: Scorer | None
     renormalize: bool
@@ -292,6 +294,27 @@ class _LatentTask:
         while len(self._cache) > _CACHE_BATCHES:
             self._cache.popitem(last=False)
         return out
+
+    def split(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The latents ``(m, *latent_shape)`` and the conditioning offsets δ, or ``None``.
+
+        δ is ``(m, E)`` for :class:`DigitsTask` (``optimize="latents+class"``) and ``(m, L, H)``
+        for :class:`PipelineTask` (``optimize="latents+prompt"``). ``X`` is
+        ``(m, *self.shape)``; the latents are as given (not renormalized).
+        """
+        return self._split(self._check(X))
+
+    def _split(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.optimize == "latents":
+            return X, None
+        m, d = X.shape[0], math.prod(self.latent_shape)
+        return (
+            X[:, :d].reshape(m, *self.latent_shape),
+            X[:, d:].reshape(m, *self._conditioning_shape()),
+        )
+
+    def _conditioning_shape(self) -> tuple[int, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _generate(self, X: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -481,16 +504,8 @@ class DigitsTask(_LatentTask):
             z = torch.cat([z.reshape(-1), torch.zeros(self.class_dim)])
         return z.to(self.device)
 
-    def split(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The latents ``(m, 1, 16, 16)`` and class offsets δ ``(m, E)`` (or ``None``).
-
-        ``X`` is ``(m, *self.shape)``; the latents are as given (not renormalized).
-        """
-        X = self._check(X)
-        if self.optimize == "latents":
-            return X, None
-        m, d = X.shape[0], math.prod(self.latent_shape)
-        return X[:, :d].reshape(m, *self.latent_shape), X[:, d:]
+    def _conditioning_shape(self) -> tuple[int, ...]:
+        return (self.class_dim,)
 
     def _settings(self) -> tuple[Any, ...]:
         return (
@@ -505,7 +520,7 @@ class DigitsTask(_LatentTask):
     def _generate(self, X: torch.Tensor) -> torch.Tensor:
         from labkit.models.digits import NULL_CLASS, generate
 
-        Z, delta = self.split(X)
+        Z, delta = self._split(X)  # X was checked by images()
         Z = self._latents(Z).to(self.device)
         m = Z.shape[0]
         if self.condition is None:
@@ -731,16 +746,8 @@ class PipelineTask(_LatentTask):
             z = torch.cat([z.reshape(-1), torch.zeros(math.prod(self.prompt_shape))])
         return z.to(self.device)
 
-    def split(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The latents ``(m, *latent_shape)`` and prompt offsets ``(m, L, H)`` (or ``None``).
-
-        ``X`` is ``(m, *self.shape)``; the latents are as given (not renormalized).
-        """
-        X = self._check(X)
-        if self.optimize == "latents":
-            return X, None
-        m, d = X.shape[0], math.prod(self.latent_shape)
-        return X[:, :d].reshape(m, *self.latent_shape), X[:, d:].reshape(m, *self.prompt_shape)
+    def _conditioning_shape(self) -> tuple[int, ...]:
+        return self.prompt_shape
 
     def _settings(self) -> tuple[Any, ...]:
         return (
@@ -756,7 +763,7 @@ class PipelineTask(_LatentTask):
         )
 
     def _generate(self, X: torch.Tensor) -> torch.Tensor:
-        Z, delta = self.split(X)
+        Z, delta = self._split(X)  # X was checked by images()
         m = Z.shape[0]
         latents = self._latents(Z).to(self.device, self.dtype)
         # The prompt's embeddings repeated for the m rows; expand is a view, the pipeline

@@ -7,6 +7,6 @@ installing labkit needs no Node.
 
 from __future__ import annotations
 
-from labkit.widgets.ranker import RankingWidget, display_order
+from labkit.widgets.ranker import NotTaken, RankingWidget, display_order
 
-__all__ = ["RankingWidget", "display_order"]
+__all__ = ["NotTaken", "RankingWidget", "display_order"]

@@ -19,6 +19,7 @@ Updates go through ``batch_update`` on the existing traces, never a redraw (hous
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +134,8 @@ class ProgressPlot:
         agreement = _finite_or_none("agreement", agreement)
         if agreement is not None and not -1.0 - 1e-6 <= agreement <= 1.0 + 1e-6:
             raise ValueError(f"agreement is a cosine in [-1, 1]; got {agreement}")
+        if isinstance(time, bool) or not isinstance(time, numbers.Real):
+            raise ValueError(f"time must be a number of seconds; got {time!r}")
         time = float(time)
         if not math.isfinite(time):
             raise ValueError(f"time must be a finite number of seconds; got {time!r}")

@@ -43,7 +43,7 @@ import traitlets
 
 from labkit.ranking import Ranking, validate_ranking
 
-__all__ = ["RankingWidget", "display_order"]
+__all__ = ["NotTaken", "RankingWidget", "display_order"]
 
 _STATIC = pathlib.Path(__file__).parent / "static"
 
@@ -113,6 +113,15 @@ def _as_bytes(item: Any, index: int) -> bytes:
         f"item {index} must be the encoded bytes of an image or video (bytes, bytearray or "
         f"memoryview); got {type(item).__name__}"
     )
+
+
+class NotTaken(Exception):
+    """Raised by a submit callback that did *not* record the ranking (refused, or the log could
+    not be written): the widget then lets the page submit the same round again.
+
+    Any other exception from a callback leaves the round counted as submitted (the callback may
+    have recorded it), so a ranking is never taken twice.
+    """
 
 
 class RankingWidget(anywidget.AnyWidget):
@@ -356,16 +365,19 @@ class RankingWidget(anywidget.AnyWidget):
             try:
                 callback(ranking, round_id)
             except Exception as exc:
-                message = (
-                    f"handling the ranking for round {round_id} failed: {type(exc).__name__}: {exc}"
-                )
-                # Not taken: the page may submit this round again (after fixing the cause),
-                # and Undo keeps pointing where it did, never at a round that was not taken.
-                # (A handler that did take it has moved the widget to the next round already.)
-                if self.round_id == round_id:
-                    self.set_trait("accepted_round", None)
-                    self.can_undo = could_undo
-                    self.submitted = {}  # so the very same ranking counts as a new submission
+                if isinstance(exc, NotTaken):
+                    # Not recorded: the page may submit this round again (after fixing the
+                    # cause), and Undo keeps pointing where it did, never at a round not taken.
+                    message = f"the ranking for round {round_id} was not taken: {exc}"
+                    if self.round_id == round_id:
+                        self.set_trait("accepted_round", None)
+                        self.can_undo = could_undo
+                        self.submitted = {}  # the very same ranking counts as a new submission
+                else:
+                    message = (
+                        f"the ranking for round {round_id} was accepted, but handling it "
+                        f"failed: {type(exc).__name__}: {exc}"
+                    )
                 self.set_trait("error", message)
                 if isinstance(exc, traitlets.TraitError):
                     # set_state reads a TraitError as "submission refused"; this is not one.

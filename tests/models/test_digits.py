@@ -285,3 +285,35 @@ def test_train_command_end_to_end(tmp_path: Path) -> None:
     images = generate(tiny, _latents(2, 0), torch.tensor([0, 1]), steps=2)
     assert images.shape == (2, 1, IMAGE_SIZE, IMAGE_SIZE)
     assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+
+
+@pytest.mark.parametrize("guidance", [1.0, DEFAULT_GUIDANCE])
+def test_a_class_offset_moves_exactly_its_own_rows(model: DigitsModel, guidance: float) -> None:
+    """Row i is drawn from embed(label_i) + offset_i, with guidance or without; a zero offset
+    is the plain model, and the hook is gone afterwards."""
+    from labkit.models.digits import class_embedding_width
+
+    E = class_embedding_width(model)
+    latents, labels = _latents(3, 4), torch.tensor([3, 3, 7])
+    plain = generate(model, latents, labels, steps=3, guidance=guidance)
+    zero = generate(
+        model, latents, labels, steps=3, guidance=guidance, class_offset=torch.zeros(3, E)
+    )
+    torch.testing.assert_close(zero, plain)
+    offset = torch.zeros(3, E)
+    offset[1] = 2.0 * torch.randn(E, generator=torch.Generator().manual_seed(1))
+    moved = generate(model, latents, labels, steps=3, guidance=guidance, class_offset=offset)
+    torch.testing.assert_close(moved[[0, 2]], plain[[0, 2]])
+    assert float((moved[1] - plain[1]).abs().max()) > 0.05
+    assert not model.unet.class_embedding._forward_hooks
+
+
+def test_with_guidance_zero_a_class_offset_changes_nothing(model: DigitsModel) -> None:
+    """w = 0 uses only the null pass, which the offset never touches."""
+    from labkit.models.digits import class_embedding_width
+
+    E = class_embedding_width(model)
+    latents, labels = _latents(2, 5), torch.tensor([1, 8])
+    offset = 3.0 * torch.randn(2, E, generator=torch.Generator().manual_seed(2))
+    with_offset = generate(model, latents, labels, steps=3, guidance=0.0, class_offset=offset)
+    torch.testing.assert_close(with_offset, generate(model, latents, labels, steps=3, guidance=0.0))

@@ -23,7 +23,7 @@ import traitlets
 from ipywidgets.widgets.widget import _remove_buffers
 from PIL import Image
 
-from labkit.widgets import RankingWidget, display_order
+from labkit.widgets import NotTaken, RankingWidget, display_order
 from labkit.widgets import ranker as ranker_module
 
 STATIC = pathlib.Path(ranker_module.__file__).parent / "static"
@@ -362,11 +362,11 @@ def test_the_page_can_change_nothing_but_the_ranking(
     assert got == [((0, 2, 1, 3), 7)] and w.round_id == 7
 
 
-def test_failing_callback_is_shown_raised_and_the_round_can_be_submitted_again(
+def test_a_failing_callback_leaves_the_round_submitted(
     widget: tuple[RankingWidget, list[Any]],
 ) -> None:
-    w, got = widget
-    assert not w.can_undo
+    """A callback that fails in general may have recorded the ranking: never take it twice."""
+    w, _ = widget
 
     def broken(ranking: tuple[int, ...], round_id: int) -> None:
         raise OSError("disk full")
@@ -374,10 +374,26 @@ def test_failing_callback_is_shown_raised_and_the_round_can_be_submitted_again(
     w.on_submit(broken)
     with pytest.raises(OSError, match="disk full"):
         w.submitted = {"round": 7, "ranking": [0, 1, 2, 3]}
-    assert "handling the ranking for round 7 failed: OSError: disk full" in w.error
-    # Not taken: nothing to undo, and the same round can be submitted again once it works.
+    assert "was accepted, but handling it failed: OSError: disk full" in w.error
+    assert w.accepted_round == 7
+
+
+def test_a_ranking_not_taken_can_be_submitted_again(
+    widget: tuple[RankingWidget, list[Any]],
+) -> None:
+    w, got = widget
+    assert not w.can_undo
+
+    def refuse(ranking: tuple[int, ...], round_id: int) -> None:
+        raise NotTaken("the log is locked")
+
+    w.on_submit(refuse)
+    with pytest.raises(NotTaken):
+        w.submitted = {"round": 7, "ranking": [0, 1, 2, 3]}
+    assert "the ranking for round 7 was not taken: the log is locked" in w.error
+    # Not taken: nothing to undo, and the same ranking can be submitted again once it works.
     assert w.accepted_round is None and not w.can_undo
-    w.on_submit(broken, remove=True)
+    w.on_submit(refuse, remove=True)
     page_update(w, {"submitted": {"round": 7, "ranking": [0, 1, 2, 3]}})
     assert got[-1] == ((0, 1, 2, 3), 7) and w.accepted_round == 7 and w.error == ""
 
