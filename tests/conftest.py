@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,3 +28,21 @@ def browser() -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+@contextlib.contextmanager
+def open_page(
+    browser: Any, *, width: int = 1200, height: int = 1000
+) -> Iterator[tuple[Any, list[str]]]:
+    """A page in a fresh context of ``browser``, and the list its JavaScript errors go to.
+
+    The context is closed on exit whatever happened; the caller asserts on the errors.
+    """
+    context = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page, errors
+    finally:
+        context.close()

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,24 @@ def label_map(page: Any) -> dict[int, int]:
         assert aria.startswith("Candidate "), aria
         out[int(aria.removeprefix("Candidate "))] = int(candidate)
     return out
+
+
+def wait_for_widget(
+    page: Any, server: Server, shot: Path, *, start: Callable[[], None] | None = None
+) -> None:
+    """Run ``start`` (what makes the notebook run, if the page needs telling) and wait until the
+    page shows the widget's round 0; on any failure save ``shot`` and fail with the server's
+    log (the kernel's traceback is usually there)."""
+    try:
+        if start is not None:
+            start()
+        candidates(page).wait_for(state="visible", timeout=KERNEL_RUN_S * 1000)
+        wait_for_round(page, 0, timeout_s=KERNEL_RUN_S)
+    except Exception:
+        page.screenshot(path=str(shot))
+        raise AssertionError(
+            f"the widget did not render; server log:\n{server.log_tail()}"
+        ) from None
 
 
 def shown_round(page: Any) -> int:

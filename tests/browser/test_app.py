@@ -32,6 +32,7 @@ from tests.browser.conftest import (
     shown_round,
     wait_for_round,
 )
+from tests.conftest import open_page
 
 pytestmark = pytest.mark.browser
 
@@ -47,14 +48,9 @@ def _app_server(name: str, root: Path) -> Iterator[tuple[str, Path]]:
         yield srv.url, db
 
 
-def _open(browser: Any, url: str) -> tuple[Any, Any, list[str]]:
-    context = browser.new_context(viewport={"width": 1200, "height": 1000})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+def _goto_app(page: Any, url: str) -> None:
     page.goto(url + "/", timeout=KERNEL_RUN_S * 1000)
     candidates(page).wait_for(state="visible", timeout=KERNEL_RUN_S * 1000)
-    return context, page, errors
 
 
 def _live_rounds(db: Path) -> dict[str, list[Round]]:
@@ -97,14 +93,12 @@ def test_each_app_renders_and_a_dragged_round_is_logged(
     name: str, browser: Any, tmp_path: Path, artifacts: Path
 ) -> None:
     with _app_server(name, tmp_path) as (url, db):
-        context, page, errors = _open(browser, url)
-        try:
+        with open_page(browser) as (page, errors):
+            _goto_app(page, url)
             wait_for_round(page, shown_round(page), timeout_s=KERNEL_RUN_S)
             assert label_map(page), "the widget shows labelled candidates"
             _rank_one_round_by_drag(page, db)
             page.screenshot(path=str(artifacts / f"app-{name}.png"), full_page=True)
-        finally:
-            context.close()
         assert errors == [], f"JavaScript errors in app {name!r}: {errors}"
     assert not (tmp_path / "ignored.sqlite").exists(), "--db must be where the app logs"
 
@@ -112,18 +106,18 @@ def test_each_app_renders_and_a_dragged_round_is_logged(
 def test_two_visitors_get_two_independent_sessions(
     browser: Any, tmp_path: Path, artifacts: Path
 ) -> None:
-    with _app_server(DEFAULT_APP, tmp_path) as (url, db):
-        first = _open(browser, url)
-        second = _open(browser, url)
-        try:
-            row_a = _rank_one_round_by_drag(first[1], db)
-            row_b = _rank_one_round_by_drag(second[1], db)
-            second[1].screenshot(path=str(artifacts / "app-second-visitor.png"))
-        finally:
-            first[0].close()
-            second[0].close()
+    with (
+        _app_server(DEFAULT_APP, tmp_path) as (url, db),
+        open_page(browser) as (first, first_errors),
+        open_page(browser) as (second, second_errors),
+    ):
+        _goto_app(first, url)
+        _goto_app(second, url)
+        row_a = _rank_one_round_by_drag(first, db)
+        row_b = _rank_one_round_by_drag(second, db)
+        second.screenshot(path=str(artifacts / "app-second-visitor.png"))
         assert row_a.session_id != row_b.session_id
         sessions = {s: rs for s, rs in _live_rounds(db).items() if rs}
         assert set(sessions) >= {row_a.session_id, row_b.session_id}
         assert [r.round for r in sessions[row_b.session_id]][-1] == row_b.round
-        assert first[2] == [] and second[2] == []
+        assert first_errors == [] and second_errors == []

@@ -22,15 +22,15 @@ import pytest
 from tests.browser.conftest import (
     KERNEL_RUN_S,
     NOTEBOOK,
-    candidates,
     free_port,
     jupyter_bin,
     rank_by_drag_and_check,
     rank_by_keyboard_and_check,
     running_server,
     server_env,
-    wait_for_round,
+    wait_for_widget,
 )
+from tests.conftest import open_page
 
 pytestmark = pytest.mark.browser
 
@@ -66,27 +66,15 @@ def lab(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
         f"--LabApp.user_settings_dir={root / 'lab-settings'}",
         "--LabApp.news_url=",
     ]
-    with running_server(argv, port=port, env=env, cwd=work, log_path=root / "server.log") as srv:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            page.goto(f"{srv.url}/lab/tree/{NOTEBOOK.name}", timeout=60_000)
-            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
-            try:
-                _run_all_cells(page)
-                candidates(page).wait_for(state="visible", timeout=KERNEL_RUN_S * 1000)
-                wait_for_round(page, 0, timeout_s=KERNEL_RUN_S)
-            except Exception:
-                page.screenshot(path=str(root / "failed.png"))
-                raise AssertionError(
-                    f"the widget did not render; server log:\n{srv.log_tail()}"
-                ) from None
-            yield page, db
-        finally:
-            context.close()
-        assert errors == [], f"JavaScript errors in JupyterLab: {errors}"
+    with (
+        running_server(argv, port=port, env=env, cwd=work, log_path=root / "server.log") as srv,
+        open_page(browser, width=1400) as (page, errors),
+    ):
+        page.goto(f"{srv.url}/lab/tree/{NOTEBOOK.name}", timeout=60_000)
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+        wait_for_widget(page, srv, root / "failed.png", start=lambda: _run_all_cells(page))
+        yield page, db
+    assert errors == [], f"JavaScript errors in JupyterLab: {errors}"
 
 
 def _kernel_idle(page: Any, timeout_s: float) -> None:

@@ -25,7 +25,6 @@ from tests.browser.conftest import (
     CHROMIUM,
     KERNEL_RUN_S,
     NOTEBOOK,
-    candidates,
     free_port,
     jupyter_bin,
     rank_by_drag_and_check,
@@ -33,8 +32,9 @@ from tests.browser.conftest import (
     running_server,
     server_env,
     shown_round,
-    wait_for_round,
+    wait_for_widget,
 )
+from tests.conftest import open_page
 
 pytestmark = pytest.mark.browser
 
@@ -56,25 +56,14 @@ def app(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
         "--show_tracebacks=True",
     ]
     log = root / "server.log"
-    with running_server(argv, port=port, env=env, cwd=NOTEBOOK.parent, log_path=log) as srv:
-        context = browser.new_context(viewport={"width": 1200, "height": 1000})
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            page.goto(srv.url + "/", timeout=KERNEL_RUN_S * 1000)
-            try:
-                candidates(page).wait_for(state="visible", timeout=KERNEL_RUN_S * 1000)
-                wait_for_round(page, 0, timeout_s=KERNEL_RUN_S)
-            except Exception:
-                page.screenshot(path=str(root / "failed.png"))
-                raise AssertionError(
-                    f"the widget did not render; server log:\n{srv.log_tail()}"
-                ) from None
-            yield page, db
-        finally:
-            context.close()
-        assert errors == [], f"JavaScript errors in Voilà: {errors}"
+    with (
+        running_server(argv, port=port, env=env, cwd=NOTEBOOK.parent, log_path=log) as srv,
+        open_page(browser) as (page, errors),
+    ):
+        page.goto(srv.url + "/", timeout=KERNEL_RUN_S * 1000)
+        wait_for_widget(page, srv, root / "failed.png")
+        yield page, db
+    assert errors == [], f"JavaScript errors in Voilà: {errors}"
 
 
 def test_voila_mouse_drag_ranking_is_logged(app: tuple[Any, Path], artifacts: Path) -> None:

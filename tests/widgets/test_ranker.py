@@ -25,6 +25,7 @@ from PIL import Image
 
 from labkit.widgets import NotTaken, RankingWidget, display_order
 from labkit.widgets import ranker as ranker_module
+from tests.conftest import open_page
 
 STATIC = pathlib.Path(ranker_module.__file__).parent / "static"
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -588,13 +589,9 @@ class Bridge:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1000, "height": 800})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.set_content("<!doctype html><html><head></head><body></body></html>")
-    yield pg
-    context.close()
+    with open_page(browser, width=1000, height=800) as (pg, errors):
+        pg.set_content("<!doctype html><html><head></head><body></body></html>")
+        yield pg
     assert errors == [], f"JavaScript errors: {errors}"
 
 
