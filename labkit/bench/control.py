@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from labkit.bench._common import positive_int
+from labkit.bench._common import parse_args, positive_int
 
 __all__ = ["ENVS", "METHODS", "EnvSetting", "Method", "RunTrace", "main", "run_one"]
 
@@ -405,10 +405,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "labkit bench control") -> int:
     """Entry point of ``labkit bench control ARGS...``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
-    args = _parser(prog).parse_args(argv)
+    args = parse_args(_parser(prog), argv)
     try:
         import gymnasium  # noqa: F401
     except ImportError:

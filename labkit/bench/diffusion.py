@@ -63,7 +63,7 @@ from typing import Any
 
 import torch
 
-from labkit.bench._common import limited_threads, positive_int
+from labkit.bench._common import limited_threads, parse_args, positive_int
 from labkit.optim.base import RankOptimizer
 from labkit.optim.cmaes import CMAES
 from labkit.optim.prior import PriorSampling
@@ -464,10 +464,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "labkit bench diffusion") -> int:
     """Entry point of ``labkit bench diffusion ARGS...``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
-    args = _parser(prog).parse_args(argv)
+    args = parse_args(_parser(prog), argv)
     quick = bool(args.quick)
     seeds = args.seeds or (2 if quick else 6)
     rounds = args.rounds or (15 if quick else 30)

@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from labkit.bench._common import limited_threads, positive_int
+from labkit.bench._common import limited_threads, parse_args, positive_int
 from labkit.optim.base import RankOptimizer
 from labkit.oracles import NoisyJudge, TopKJudge
 from labkit.tasks.functions import TestFunction, get_function
@@ -556,10 +556,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "labkit bench functions") -> int:
     """Entry point of ``labkit bench functions ARGS...``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--"]:  # `labkit bench NAME -- ARGS` passes the separator through
-        argv = argv[1:]
-    args = _parser(prog).parse_args(argv)
+    args = parse_args(_parser(prog), argv)
     dims = args.dims or (_QUICK_DIMS if args.quick else _FULL_DIMS)
     if min(dims) < 2:
         print(f"{prog}: error: every d must be >= 2 (Rosenbrock); got {dims}", file=sys.stderr)

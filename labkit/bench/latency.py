@@ -50,7 +50,14 @@ from typing import Any
 
 import torch
 
-from labkit.bench._common import CHROMIUM, CHROMIUM_FLAGS, descendants, positive_int, write_json
+from labkit.bench._common import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    descendants,
+    parse_args,
+    positive_int,
+    write_json,
+)
 
 __all__ = ["main", "run_latency"]
 
@@ -406,10 +413,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "labkit bench latency") -> int:
     """Entry point of ``labkit bench latency ARGS...``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
-    args = _parser(prog).parse_args(argv)
+    args = parse_args(_parser(prog), argv)
     if args.m < 2:
         print(
             f"{prog}: error: m must be >= 2 (the optimizer ranks m candidates); got {args.m}",

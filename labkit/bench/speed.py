@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from labkit.bench._common import positive_int, write_json
+from labkit.bench._common import parse_args, positive_int, write_json
 from labkit.bench._numpy_ref import NumpyRankSGD
 from labkit.devices import resolve_device
 from labkit.optim.zo_ranksgd import ZORankSGD
@@ -496,10 +496,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "labkit bench speed") -> int:
     """Entry point of ``labkit bench speed ARGS...``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--"]:  # `labkit bench NAME -- ARGS` passes the separator through
-        argv = argv[1:]
-    args = _parser(prog).parse_args(argv)
+    args = parse_args(_parser(prog), argv)
     dims = args.dims or (_QUICK_DIMS if args.quick else _FULL_DIMS)
     ms = args.ms or (_QUICK_MS if args.quick else _FULL_MS)
     repeats = args.repeats or (3 if args.quick else 5)
