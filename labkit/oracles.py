@@ -30,7 +30,6 @@ Conventions shared by all judges:
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable
 from typing import Any, Literal
@@ -38,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from labkit.optim.base import check_flag
+from labkit.optim.base import check_flag, check_nonneg
 from labkit.ranking import Ranking, validate_ranking
 
 __all__ = [
@@ -73,15 +72,6 @@ def _resolve_k(k: int | None, m: int) -> int:
     if k > m:
         raise ValueError(f"cannot rank the top k={k} of a round of only m={m} candidates")
     return k
-
-
-def _check_nonneg(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number >= 0; got {name}={value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be finite and >= 0; got {name}={value!r}")
-    return v
 
 
 def _make_generator(seed: int | torch.Generator) -> torch.Generator:
@@ -312,14 +302,14 @@ class NoisyJudge:
                 raise ValueError(
                     f"sigma={sigma!r} is Thurstone's noise; a Plackett–Luce judge takes temperature"
                 )
-            scale = _check_nonneg("temperature", 1.0 if temperature is None else temperature)
+            scale = check_nonneg("temperature", 1.0 if temperature is None else temperature)
         else:
             if temperature is not None:
                 raise ValueError(
                     f"temperature={temperature!r} is Plackett–Luce's; a Thurstone judge takes sigma"
                 )
-            scale = _check_nonneg("sigma", 1.0 if sigma is None else sigma)
-        p = _check_nonneg("swap_prob", swap_prob)
+            scale = check_nonneg("sigma", 1.0 if sigma is None else sigma)
+        p = check_nonneg("swap_prob", swap_prob)
         if p > 1:
             raise ValueError(f"swap_prob is a probability in [0, 1]; got swap_prob={swap_prob!r}")
         self.fn = fn
@@ -386,14 +376,14 @@ class ScoreJudge:
             raise ValueError(f"score_model must be callable; got {score_model!r}")
         if render is not None and not callable(render):
             raise ValueError(f"render must be None or callable; got {render!r}")
-        p = _check_nonneg("swap_prob", swap_prob)
+        p = check_nonneg("swap_prob", swap_prob)
         if p > 1:
             raise ValueError(f"swap_prob is a probability in [0, 1]; got swap_prob={swap_prob!r}")
         self.score_model = score_model
         self.render = render
         self.k = _check_k(k)
         self.maximize = check_flag("maximize", maximize)
-        self.noise = _check_nonneg("noise", noise)
+        self.noise = check_nonneg("noise", noise)
         self.swap_prob = p
         self.generator = _make_generator(seed)
 

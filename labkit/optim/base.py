@@ -41,6 +41,7 @@ __all__ = [
     "as_start_point",
     "atomic_load",
     "check_flag",
+    "check_nonneg",
     "make_generator",
     "optimize",
 ]
@@ -130,6 +131,16 @@ def check_flag(name: str, value: object) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False; got {value!r}")
     return bool(value)
+
+
+def check_nonneg(name: str, value: float) -> float:
+    """Return ``value`` as float if it is finite and >= 0, else raise a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return v
 
 
 def check_positive(name: str, value: float) -> float:

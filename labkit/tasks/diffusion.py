@@ -65,7 +65,7 @@ from typing import Any, Literal
 import torch
 
 from labkit.devices import resolve_device
-from labkit.optim.base import check_flag
+from labkit.optim.base import check_flag, check_nonneg
 from labkit.oracles import ScoreJudge
 
 __all__ = [
@@ -210,15 +210,6 @@ def _check_int(value: Any, name: str, lo: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
         raise ValueError(f"{name} must be an int >= {lo}; got {value!r}")
     return int(value)
-
-
-def _check_nonneg(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    return v
 
 
 def _digest(X: torch.Tensor) -> str:
@@ -444,8 +435,8 @@ class DigitsTask(_LatentTask):
         else:
             self.condition = _check_digit(condition, "condition (a class, 'digit' or None)")
         self.steps = _check_int(dm.DEFAULT_STEPS if steps is None else steps, "steps", 1)
-        self.guidance = _check_nonneg(
-            dm.DEFAULT_GUIDANCE if guidance is None else guidance, "guidance"
+        self.guidance = check_nonneg(
+            "guidance", dm.DEFAULT_GUIDANCE if guidance is None else guidance
         )
         image_px = _check_int(image_px, "image_px", dm.IMAGE_SIZE)
         if image_px % dm.IMAGE_SIZE:
@@ -471,8 +462,8 @@ class DigitsTask(_LatentTask):
         self.device = model.device
         self.latent_shape: tuple[int, ...] = (1, dm.IMAGE_SIZE, dm.IMAGE_SIZE)
         self.class_dim = dm.class_embedding_width(model)
-        self.class_scale = _check_nonneg(
-            dm.class_embedding_std(model) if class_scale is None else class_scale, "class_scale"
+        self.class_scale = check_nonneg(
+            "class_scale", dm.class_embedding_std(model) if class_scale is None else class_scale
         )
         if optimize == "latents":
             self.shape = self.latent_shape
@@ -618,7 +609,7 @@ class PipelineTask(_LatentTask):
         self.prompt = prompt
         self.negative_prompt = negative_prompt
         self.num_inference_steps = _check_int(num_inference_steps, "num_inference_steps", 1)
-        self.guidance_scale = _check_nonneg(guidance_scale, "guidance_scale")
+        self.guidance_scale = check_nonneg("guidance_scale", guidance_scale)
         self.optimize: str = optimize
         self.renormalize = check_flag("renormalize", renormalize)
         self.seed = _check_int(seed, "seed", 0)
@@ -683,7 +674,7 @@ class PipelineTask(_LatentTask):
         self.prompt_shape: tuple[int, ...] = tuple(base.shape[1:])
         if prompt_scale is None:
             prompt_scale = float(base.to(torch.float32).std())
-        self.prompt_scale = _check_nonneg(prompt_scale, "prompt_scale")
+        self.prompt_scale = check_nonneg("prompt_scale", prompt_scale)
         if optimize == "latents":
             self.shape = self.latent_shape
         else:
