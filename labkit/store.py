@@ -4,8 +4,8 @@
 log = RoundLog("runs.labkit")                    # creates the schema, or opens an existing log
 sid = log.new_session(meta={"optimizer": "ZORankSGD", "seed": 0})
 X = opt.ask()
-seq = log.append(sid, round=0, ranking=r, m=X.shape[0], rater="ada", seed=round_seed)
-opt.tell(r)                                      # only after the row is committed
+row = log.append(sid, round=0, ranking=r, m=X.shape[0], rater="ada", seed=round_seed)
+opt.tell(row.ranking)                            # only after the row is committed
 for rnd in log.rounds(sid):                      # replay: undone rounds are skipped
     ...
 log.mark_undone(sid, 0)                          # undo never deletes; the row stays, flagged
@@ -40,6 +40,9 @@ a person submitted must never be lost, and nothing is ever deleted:
   once. Every write is a ``BEGIN IMMEDIATE`` transaction (it takes the write lock up front, so a
   read-then-write check such as "this round is not taken yet" cannot interleave with another
   writer), and the connection waits up to ``busy_timeout`` seconds for the lock instead of failing.
+
+* **Private.** A new log file is created with mode 0600 (owner only); SQLite creates its
+  ``-wal`` and ``-shm`` files with the same mode. An existing file keeps the mode it has.
 
 * **Threads.** One connection per :class:`RoundLog`, opened with ``check_same_thread=False`` and
   guarded by a lock, because widget callbacks may arrive on another thread than the kernel's.
@@ -225,8 +228,26 @@ def _check_session_id(session_id: Any) -> str:
     return session_id
 
 
-def _encode_candidates(candidates: Any, m: int) -> tuple[bytes, str, str]:
-    """Candidates ``m × *shape`` (any device) -> (safetensors bytes, dtype name, JSON shape)."""
+def _create_owner_only(path: Path) -> None:
+    """Create ``path`` as an empty file readable and writable by its owner only (0600).
+
+    Does nothing when the file exists (its owner chose its mode). SQLite opens an empty file as a
+    new database, and gives the ``-wal`` and ``-shm`` files it creates beside it the main file's
+    permission bits, so the whole log is private to its owner: rankings say what a person
+    preferred and who they are (``rater``).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask left
+    finally:
+        os.close(fd)
+
+
+def _encode_candidates(candidates: Any, m: int) -> tuple[torch.Tensor, bytes, str, str]:
+    """Candidates ``m × *shape`` (any device) -> (CPU copy, safetensors bytes, dtype, JSON shape)."""
     # Imported here: only sessions that store candidates pay for it.
     from safetensors.torch import save
 
@@ -240,7 +261,7 @@ def _encode_candidates(candidates: Any, m: int) -> tuple[bytes, str, str]:
         )
     t = candidates.detach().to("cpu").contiguous().clone()
     blob = save({"candidates": t})
-    return blob, str(t.dtype).removeprefix("torch."), json.dumps(list(t.shape))
+    return t, blob, str(t.dtype).removeprefix("torch."), json.dumps(list(t.shape))
 
 
 def _decode_candidates(blob: bytes) -> torch.Tensor:
@@ -302,6 +323,7 @@ class RoundLog:
                 f"cannot create round log {str(self._path)!r}: directory "
                 f"{str(self._path.parent)!r} does not exist"
             )
+        _create_owner_only(self._path)
         try:
             # isolation_level=None: the sqlite3 module issues no implicit BEGIN; every write below
             # opens its own BEGIN IMMEDIATE, so transactions are exactly where the code says.
@@ -538,8 +560,8 @@ class RoundLog:
         kind: str = "gradient",
         candidates: torch.Tensor | None = None,
         meta: Mapping[str, Any] | None = None,
-    ) -> int:
-        """Append one round and return its ``seq``; returns only once the row is committed.
+    ) -> Round:
+        """Append one round; return the row as written, only once it is committed.
 
         ``ranking`` (row indices best first) is checked by :func:`labkit.ranking.validate_ranking`
         against ``m``, the number of candidates in the round. ``seed`` is the optimizer's seed for
@@ -547,9 +569,14 @@ class RoundLog:
         tensor itself (any device; stored as safetensors bytes). ``kind`` names the round type,
         e.g. ``"gradient"`` or ``"line_search"``; ``meta`` is free-form JSON.
 
-        Raises ValueError, and writes nothing, when an argument breaks its rule, when the session
-        was never created with :meth:`new_session`, or when the session already has a live (not
-        undone) row for ``round``.
+        The returned :class:`Round` equals what :meth:`rounds` reads back for it (its
+        ``candidates``, when given, are the stored CPU copy), so a caller never re-reads the file
+        to learn what it wrote. A return means "taken": the row is committed. An exception means
+        "not taken": nothing was written (the transaction is rolled back, a failed ``COMMIT``
+        included). Raises ValueError, and writes nothing, when an argument breaks its rule, when
+        the session was never created with :meth:`new_session`, or when the session already has
+        a live (not undone) row for ``round``; ``sqlite3.OperationalError`` when the write lock
+        was not free within ``busy_timeout``.
         """
         sid = _check_session_id(session_id)
         rnd = _check_int("round", round, minimum=0)
@@ -567,8 +594,9 @@ class RoundLog:
         blob: bytes | None = None
         c_dtype: str | None = None
         c_shape: str | None = None
+        stored: torch.Tensor | None = None
         if candidates is not None:
-            blob, c_dtype, c_shape = _encode_candidates(candidates, m_)
+            stored, blob, c_dtype, c_shape = _encode_candidates(candidates, m_)
         t_utc, t_epoch = _now()
         with self._write() as c:
             # Checked inside the IMMEDIATE transaction so the messages are exact; the foreign key
@@ -609,7 +637,24 @@ class RoundLog:
             )
             seq = cur.lastrowid
         assert seq is not None  # an INSERT into a rowid table always sets it
-        return int(seq)
+        return Round(
+            seq=int(seq),
+            session_id=sid,
+            round=rnd,
+            time_utc=t_utc,
+            time_epoch=t_epoch,
+            rater=rater,
+            seed=None if seed_text is None else int(seed_text),
+            kind=kind,
+            m=m_,
+            ranking=r,
+            undone=False,
+            undone_utc=None,
+            meta=json.loads(meta_json),  # as read back: JSON types (lists, not tuples)
+            candidates_shape=None if c_shape is None else tuple(json.loads(c_shape)),
+            candidates_dtype=c_dtype,
+            candidates=stored,
+        )
 
     def mark_undone(self, session_id: str, round: int, *, last: bool = False) -> int:
         """Flag the live row of ``round`` in the session as undone; return that row's ``seq``.

@@ -72,6 +72,29 @@ def test_new_file_gets_schema_wal_and_full_sync(tmp_path: Path) -> None:
     assert {"labkit_meta", "sessions", "rounds"} <= tables
 
 
+def test_new_log_and_its_wal_files_are_readable_by_the_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "private.labkit"
+    old_umask = os.umask(0o022)  # the common default, which would leave a new file 0644
+    try:
+        lg = RoundLog(path)
+        sid = lg.new_session()
+        lg.append(sid, round=0, ranking=[0], m=1)  # the -wal and -shm files exist while open
+        modes = {
+            suffix: (tmp_path / f"private.labkit{suffix}").stat().st_mode & 0o777
+            for suffix in ("", "-wal", "-shm")
+        }
+        lg.close()
+    finally:
+        os.umask(old_umask)
+    assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+    # An existing file keeps the mode its owner gave it.
+    shared = tmp_path / "shared.labkit"
+    shared.touch(mode=0o640)
+    shared.chmod(0o640)
+    RoundLog(shared).close()
+    assert shared.stat().st_mode & 0o777 == 0o640
+
+
 def test_reopen_keeps_everything(tmp_path: Path) -> None:
     path = tmp_path / "log.labkit"
     with RoundLog(path) as lg:
@@ -164,7 +187,7 @@ def test_closed_log_refuses_work(tmp_path: Path) -> None:
 def test_append_round_trips_every_field(log: RoundLog) -> None:
     sid = log.new_session(meta={"optimizer": "ZORankSGD", "lr": 0.1, "seed": 0})
     t0 = time.time()
-    seq = log.append(
+    written = log.append(
         sid,
         round=0,
         ranking=torch.tensor([2, 0]),
@@ -177,7 +200,7 @@ def test_append_round_trips_every_field(log: RoundLog) -> None:
     t1 = time.time()
     (r,) = log.rounds(sid)
     assert isinstance(r, Round)
-    assert r.seq == seq
+    assert written == r  # append returns the row as read back, without re-reading the file
     assert r.session_id == sid
     assert r.round == 0
     assert r.ranking == (2, 0)
@@ -202,8 +225,10 @@ def test_candidates_round_trip_bit_for_bit(log: RoundLog, dtype: torch.dtype) ->
     sid = log.new_session()
     g = torch.Generator().manual_seed(3)
     X = torch.randn(5, 2, 3, generator=g).to(dtype)
-    log.append(sid, round=0, ranking=[4, 1, 2], m=5, candidates=X)
+    written = log.append(sid, round=0, ranking=[4, 1, 2], m=5, candidates=X)
     (r,) = log.rounds(sid)
+    assert written == r and written.candidates is not None
+    assert torch.equal(written.candidates.view(torch.uint8), X.view(torch.uint8))
     assert r.candidates is not None
     assert r.candidates.dtype == dtype
     assert r.candidates.device.type == "cpu"
@@ -294,7 +319,7 @@ def test_new_session_ids_and_meta(log: RoundLog) -> None:
 
 def test_duplicate_live_round_is_refused(log: RoundLog) -> None:
     sid = log.new_session()
-    seq = log.append(sid, round=0, ranking=[0], m=2)
+    seq = log.append(sid, round=0, ranking=[0], m=2).seq
     with pytest.raises(ValueError, match=rf"already has a live round 0 \(seq {seq}\)"):
         log.append(sid, round=0, ranking=[1], m=2)
     assert _count_rows(log.path) == 1
@@ -321,8 +346,8 @@ def test_live_round_uniqueness_is_enforced_by_sqlite_itself(log: RoundLog) -> No
 
 def test_undo_keeps_the_row_and_frees_the_number(log: RoundLog) -> None:
     sid = log.new_session()
-    s0 = log.append(sid, round=0, ranking=[0, 1], m=2)
-    s1 = log.append(sid, round=1, ranking=[1, 0], m=2)
+    s0 = log.append(sid, round=0, ranking=[0, 1], m=2).seq
+    s1 = log.append(sid, round=1, ranking=[1, 0], m=2).seq
     assert log.next_round(sid) == 2
     assert log.mark_undone(sid, 1) == s1
     assert log.next_round(sid) == 1
@@ -330,7 +355,7 @@ def test_undo_keeps_the_row_and_frees_the_number(log: RoundLog) -> None:
         log.mark_undone(sid, 1)
     with pytest.raises(ValueError, match="no live round 5 to undo"):
         log.mark_undone(sid, 5)
-    s1b = log.append(sid, round=1, ranking=[0], m=2)
+    s1b = log.append(sid, round=1, ranking=[0], m=2).seq
     assert s1b > s1  # the redo is a new, later row
     live = log.rounds(sid)
     assert [(r.seq, r.round, r.ranking) for r in live] == [(s0, 0, (0, 1)), (s1b, 1, (0,))]
