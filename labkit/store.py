@@ -247,7 +247,7 @@ def _create_owner_only(path: Path) -> None:
 
 
 def _encode_candidates(candidates: Any, m: int) -> tuple[torch.Tensor, bytes, str, str]:
-    """Candidates ``m × *shape`` (any device) -> (CPU copy, safetensors bytes, dtype, JSON shape)."""
+    """Candidates ``m × *shape`` (any device) -> (CPU copy, safetensors bytes, dtype, shape)."""
     # Imported here: only sessions that store candidates pay for it.
     from safetensors.torch import save
 
