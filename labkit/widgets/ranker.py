@@ -13,7 +13,16 @@ the front end, drops any other key and sends Python's value back so the page rev
 yet answered and not busy, and its ranking must pass :func:`labkit.ranking.validate_ranking` for
 that round's ``m`` with exactly the number of entries the round asks for (``k``, or ``m`` in a
 full ranking). A refused value never reaches ``on_submit`` callbacks; its reason is put in the
-``error`` trait, which the page shows. The Undo button is an event (a custom message), not state.
+``error`` trait, which the page shows. The Undo button is an event (a custom message), not state;
+an undo callback that fails has its reason put in ``error`` too.
+
+Acknowledgement. The page is told "accepted" (``accepted_round``, and Undo enabled) only after
+the submit callbacks have said the ranking is recorded: when one of them calls
+:meth:`RankingWidget.acknowledge` (the session does, right after the round log's commit), or
+when they have all returned. Meanwhile the widget is ``busy`` with a "saving…" status, so the
+person cannot submit twice. A callback that raises :class:`NotTaken` means "not recorded": the
+page keeps the ranking, shows why and may submit it again. Any other exception means "recorded,
+then something failed": the round stays accepted and the failure is shown.
 
 Display order. People favour the first tile, so each round is shown in a shuffled order drawn
 from ``seed`` (:func:`display_order`, implemented identically in ``widgets/src/order.js``). The
@@ -36,6 +45,7 @@ import numbers
 import pathlib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anywidget
@@ -115,6 +125,16 @@ def _as_bytes(item: Any, index: int) -> bytes:
     )
 
 
+@dataclass
+class _Handling:
+    """A submission while its callbacks run: what acknowledge() needs to know."""
+
+    round_id: int
+    ranking: Ranking
+    saving_status: str  # the status shown meanwhile
+    acknowledged: bool = False
+
+
 class NotTaken(Exception):
     """Raised by a submit callback that did *not* record the ranking (refused, or the log could
     not be written): the widget then lets the page submit the same round again.
@@ -144,9 +164,11 @@ class RankingWidget(anywidget.AnyWidget):
     incumbent      candidate index marked "current" (line-search rounds), or None
     seed           seed of the display shuffle, in [0, 2**32)
     size, columns  tile size in px; columns per row (0: as many as fit)
-    busy, status   the next round is being computed (input ignored); text shown meanwhile
-    error          why the last submission or undo request was refused ("" if none)
-    accepted_round round id of the last accepted submission, None until one for this round
+    busy, status   a ranking is being saved or the next round computed (input ignored);
+                   text shown meanwhile
+    error          why the last submission or undo request was refused or failed ("" if none)
+    accepted_round round id of the submission recorded (acknowledged by the callbacks), None
+                   until one is for the round on screen
     can_undo       whether the Undo button is enabled
     ============== =========================================================================
 
@@ -186,6 +208,7 @@ class RankingWidget(anywidget.AnyWidget):
         self._undo_callbacks: list[UndoCallback] = []
         self._last_ranking: Ranking | None = None
         self._last_round: int | None = None
+        self._handling: _Handling | None = None  # the submission the callbacks are handling
         self.on_msg(self._on_frontend_msg)
 
     # ---- the round ----------------------------------------------------------------------------
@@ -206,7 +229,7 @@ class RankingWidget(anywidget.AnyWidget):
 
     @property
     def last_ranking(self) -> Ranking | None:
-        """The last accepted ranking (candidate indices, best first), or None before any."""
+        """The last acknowledged ranking (candidate indices, best first), or None before any."""
         return self._last_ranking
 
     @property
@@ -332,7 +355,8 @@ class RankingWidget(anywidget.AnyWidget):
             )
         if self.busy:
             raise self._refuse(
-                f"busy computing the next round; the ranking for round {round_} was not taken"
+                f"busy (saving the last ranking or preparing the next round); the ranking for "
+                f"round {round_} was not taken"
             )
         if self.accepted_round == round_:
             raise self._refuse(f"round {round_} was already submitted; wait for the next round")
@@ -355,34 +379,82 @@ class RankingWidget(anywidget.AnyWidget):
             return
         ranking: Ranking = tuple(value["ranking"])
         round_id = int(value["round"])
-        self._last_ranking = ranking
-        self._last_round = round_id
-        could_undo = self.can_undo
-        self.set_trait("error", "")
-        self.set_trait("accepted_round", round_id)
-        self.can_undo = True
-        for callback in list(self._submit_callbacks):
-            try:
+        # 1. While the callbacks record the ranking the page says so and takes no input (busy also
+        #    makes the validator refuse a second submission). Nothing says "accepted" yet.
+        saving = f"saving the ranking of round {round_id}…"
+        with self.hold_sync():
+            self.set_trait("error", "")
+            self.status = saving
+            self.busy = True
+        self._handling = _Handling(round_id, ranking, saving)
+        try:
+            # 2. The callbacks record it; one of them may acknowledge() once its record is durable.
+            for callback in list(self._submit_callbacks):
                 callback(ranking, round_id)
-            except Exception as exc:
-                if isinstance(exc, NotTaken):
-                    # Not recorded: the page may submit this round again (after fixing the
-                    # cause), and Undo keeps pointing where it did, never at a round not taken.
-                    message = f"the ranking for round {round_id} was not taken: {exc}"
-                    if self.round_id == round_id:
-                        self.set_trait("accepted_round", None)
-                        self.can_undo = could_undo
+        except Exception as exc:
+            if isinstance(exc, NotTaken) and not self._handling.acknowledged:
+                # 3a. Not recorded: the page may submit this round again (after fixing the
+                #     cause), and Undo keeps pointing where it did, never at a round not taken.
+                if self.round_id == round_id:
+                    with self.hold_sync():
                         self.submitted = {}  # the very same ranking counts as a new submission
-                else:
-                    message = (
-                        f"the ranking for round {round_id} was accepted, but handling it "
-                        f"failed: {type(exc).__name__}: {exc}"
-                    )
-                self.set_trait("error", message)
-                if isinstance(exc, traitlets.TraitError):
-                    # set_state reads a TraitError as "submission refused"; this is not one.
-                    raise RuntimeError(message) from exc
+                        self._end_saving()
+                self.set_trait("error", f"the ranking for round {round_id} was not taken: {exc}")
                 raise
+            # 3b. Recorded (or possibly recorded: never take a ranking twice), then a failure.
+            self.acknowledge(round_id)
+            message = (
+                f"the ranking for round {round_id} was accepted, but handling it failed: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            self.set_trait("error", message)
+            if isinstance(exc, traitlets.TraitError):
+                # set_state reads a TraitError as "submission refused"; this is not one.
+                raise RuntimeError(message) from exc
+            raise
+        else:
+            # 3c. Every callback returned: the ranking is taken.
+            self.acknowledge(round_id)
+        finally:
+            self._handling = None
+
+    def acknowledge(self, round_id: int) -> None:
+        """Tell the page that the ranking of ``round_id`` is recorded; call it from a submit
+        callback as soon as the record is durable (e.g. right after the log's commit).
+
+        The page then shows the ranking as accepted and enables Undo, while the callback goes on
+        (telling the optimizer, preparing the next round). Callbacks need not call it: when they
+        all return, or raise anything but :class:`NotTaken`, the widget acknowledges itself.
+        Calling it twice is harmless; a :class:`NotTaken` raised after it no longer un-takes the
+        ranking. Raises ValueError outside a submit callback or for another round than the one
+        being submitted.
+        """
+        handling = self._handling
+        if handling is None or handling.round_id != round_id:
+            being = "none" if handling is None else f"round {handling.round_id}"
+            raise ValueError(
+                f"acknowledge({round_id!r}): only the submission being handled can be "
+                f"acknowledged, from a submit callback (being handled: {being})"
+            )
+        if handling.acknowledged:
+            return
+        handling.acknowledged = True
+        self._last_ranking = handling.ranking
+        self._last_round = round_id
+        if self.round_id != round_id:
+            return  # a callback already put another round on screen: that says enough
+        with self.hold_sync():
+            self.set_trait("accepted_round", round_id)
+            self.can_undo = True
+            self._end_saving()
+
+    def _end_saving(self) -> None:
+        """Leave the "saving" state of the submission being handled, unless a callback has
+        changed ``busy``/``status`` for reasons of its own since."""
+        handling = self._handling
+        if handling is not None and self.busy and self.status == handling.saving_status:
+            self.status = ""
+            self.busy = False
 
     def set_state(self, sync_data: dict[str, Any]) -> None:
         """Apply a state update from the front end: ``submitted`` only, validated.
@@ -430,7 +502,12 @@ class RankingWidget(anywidget.AnyWidget):
         else:
             self.set_trait("error", "")
             for callback in list(self._undo_callbacks):
-                callback(self.round_id)
+                try:
+                    callback(self.round_id)
+                except Exception as exc:
+                    # Shown on the page, and raised on, to the kernel's log.
+                    self.set_trait("error", f"undo failed: {type(exc).__name__}: {exc}")
+                    raise
 
     # ---- callbacks ------------------------------------------------------------------------------
 
@@ -438,8 +515,11 @@ class RankingWidget(anywidget.AnyWidget):
         """Call ``callback(ranking, round_id)`` once per accepted submission.
 
         ``ranking`` is a tuple of candidate indices, best first (length ``k``, or ``m`` in a full
-        ranking); ``round_id`` the round it answers. ``remove=True`` unregisters the callback.
-        If a callback raises, the exception propagates and its message is shown in the widget.
+        ranking), already validated for the round on screen; ``round_id`` the round it answers.
+        ``remove=True`` unregisters the callback. The page hears "accepted" only once the
+        callbacks have recorded it: a callback calls :meth:`acknowledge` after its durable
+        write, or returns; one that did not record the ranking raises :class:`NotTaken`. If a
+        callback raises, the exception propagates and its message is shown in the widget.
         """
         _register(self._submit_callbacks, callback, remove=remove)
 

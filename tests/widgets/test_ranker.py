@@ -323,7 +323,7 @@ def test_busy_widget_ignores_submissions(widget: tuple[RankingWidget, list[Any]]
     w.busy = True
     w.status = "Computing round 8…"
     submit(w, 7, [0, 1, 2, 3])
-    assert got == [] and w.error.startswith("busy computing the next round")
+    assert got == [] and w.error.startswith("busy (saving the last ranking or preparing")
     w.busy = False
     submit(w, 7, [0, 1, 2, 3])
     assert got == [((0, 1, 2, 3), 7)]
@@ -431,6 +431,77 @@ def test_session_loop_through_callbacks(widget: tuple[RankingWidget, list[Any]])
     assert w.round_id == 9 and not w.busy and w.accepted_round is None and w.incumbent == 0
 
 
+def test_the_page_hears_accepted_only_after_the_callbacks_recorded_it(
+    widget: tuple[RankingWidget, list[Any]],
+) -> None:
+    """While the callbacks run the page sees "saving" (busy), never "accepted"; it sees accepted
+    in the message that follows the acknowledgement."""
+    w, _ = widget
+    rec = Recorder(w)
+    seen_in_callback: list[Any] = []
+
+    def record(ranking: tuple[int, ...], round_id: int) -> None:
+        seen_in_callback.append((w.accepted_round, w.can_undo, w.busy, w.status))
+        seen_in_callback.append([dict(state) for state in rec.updates()])
+
+    w.on_submit(record)
+    submit(w, 7, [2, 0, 3, 1])
+    (before, sent_before) = seen_in_callback
+    assert before == (None, False, True, "saving the ranking of round 7…")
+    assert all("accepted_round" not in state and not state.get("can_undo") for state in sent_before)
+    assert any(state.get("busy") is True for state in sent_before)
+    after = rec.updates()[len(sent_before) :]
+    assert {"accepted_round": 7, "can_undo": True, "busy": False, "status": ""} in after
+    assert w.accepted_round == 7 and not w.busy and w.status == ""
+
+
+def test_a_callback_acknowledges_after_its_commit_and_works_on(
+    widget: tuple[RankingWidget, list[Any]],
+) -> None:
+    w, _ = widget
+    rec = Recorder(w)
+    states: list[Any] = []
+
+    def commit_then_work(ranking: tuple[int, ...], round_id: int) -> None:
+        w.acknowledge(round_id)
+        states.append((w.accepted_round, w.can_undo, w.busy, len(rec.updates())))
+        w.acknowledge(round_id)  # harmless twice
+        raise NotTaken("too late: the page was told")
+
+    w.on_submit(commit_then_work)
+    with pytest.raises(NotTaken):
+        w.submitted = {"round": 7, "ranking": [2, 0, 3, 1]}
+    assert states == [(7, True, False, states[0][3])]
+    assert "round 7 was accepted, but handling it failed: NotTaken" in w.error
+    assert w.accepted_round == 7 and w.last_ranking == (2, 0, 3, 1)
+    with pytest.raises(ValueError, match="only the submission being handled"):
+        w.acknowledge(7)  # outside a callback
+    w.show_round([_png("red")], round_id=8)
+
+    def wrong_round(ranking: tuple[int, ...], round_id: int) -> None:
+        w.acknowledge(round_id + 1)
+
+    w.on_submit(commit_then_work, remove=True)
+    w.on_submit(wrong_round)
+    with pytest.raises(ValueError, match=r"being handled: round 8"):
+        w.submitted = {"round": 8, "ranking": [0]}
+
+
+def test_a_callback_keeping_the_widget_busy_is_left_busy(
+    widget: tuple[RankingWidget, list[Any]],
+) -> None:
+    """A callback that sets busy and a status of its own (work goes on elsewhere) keeps them."""
+    w, _ = widget
+
+    def start_work(ranking: tuple[int, ...], round_id: int) -> None:
+        w.status = "computing round 8 on the cluster…"
+        w.busy = True
+
+    w.on_submit(start_work)
+    submit(w, 7, [0, 1, 2, 3])
+    assert w.accepted_round == 7 and w.busy and w.status == "computing round 8 on the cluster…"
+
+
 # ---- undo ---------------------------------------------------------------------------------------
 
 
@@ -456,6 +527,17 @@ def test_undo_event(widget: tuple[RankingWidget, list[Any]]) -> None:
         {"content": {"data": {"method": "custom", "content": {"event": "rm -rf"}}}, "buffers": []}
     )
     assert undone == [8] and "unknown message" in w.error
+
+    def broken(round_id: int) -> None:
+        raise RuntimeError("renderer crashed")
+
+    w.on_undo(undone.append, remove=True)
+    w.on_undo(broken)
+    page_undo(w, 8)  # the comm's handler logs what the callback raised ...
+    assert w.error == "undo failed: RuntimeError: renderer crashed"  # ... and the page shows it
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        w._on_frontend_msg(w, {"event": "undo", "round": 8}, [])
+    w.on_undo(broken, remove=True)
     fresh = RankingWidget()
     fresh.on_undo(undone.append)
     fresh.can_undo = True  # e.g. a resumed session with rounds behind it
