@@ -8,14 +8,19 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+from tests.tasks.test_diffusion import tiny_pipe  # noqa: F401  (the fixture, for the pipeline app)
+
+_ROOT = Path(__file__).resolve().parents[1] / "notebooks"
+#: The lessons, then the apps that ``labkit app`` serves.
+NOTEBOOKS = sorted(_ROOT.glob("*.ipynb")) + sorted((_ROOT / "apps").glob("*.ipynb"))
+_IDS = [str(p.relative_to(_ROOT).with_suffix("")) for p in NOTEBOOKS]
 
 
 def test_there_are_notebooks() -> None:
     assert NOTEBOOKS, "notebooks/ should hold the lessons and apps"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_IDS)
 def test_notebook_is_committed_without_outputs(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     for i, cell in enumerate(nb.cells):
@@ -25,13 +30,19 @@ def test_notebook_is_committed_without_outputs(path: Path) -> None:
             )
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_IDS)
 def test_notebook_runs_headless_in_smoke_mode(
-    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     monkeypatch.setenv("LABKIT_SMOKE", "1")
     monkeypatch.setenv("LABKIT_DB", str(tmp_path / "rounds.sqlite"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("LABKIT_THREADS", "1")
+    if path.name == "pipeline.ipynb":
+        # The pipeline app loads a diffusers folder from disk: a tiny one, saved here.
+        pipe = request.getfixturevalue("tiny_pipe")
+        pipe.save_pretrained(tmp_path / "pipeline")
+        monkeypatch.setenv("LABKIT_PIPELINE", str(tmp_path / "pipeline"))
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}

@@ -1,0 +1,90 @@
+"""The control app (``labkit app control``): steer a policy by ranking its rollouts.
+
+A linear policy ``a = W o + b`` drives a simulated body (MuJoCo's HalfCheetah when ``mujoco`` is
+installed, else CartPole). Each round shows 8 rollouts of slightly different policies as
+animations; the person ranks the best 3 by the goal printed above them, and the current policy's
+rollout is shown large. The lesson behind it is ``notebooks/control.ipynb``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets
+
+from labkit.apps._view import AppView, limit_threads
+from labkit.optim.zo_ranksgd import ZORankSGD
+from labkit.session import Session
+
+__all__ = ["control_app", "control_optimizer", "control_task", "goal"]
+
+#: Tile size of a rollout in the ranking widget: the width ControlTask draws by default.
+TILE_PX = 192
+
+
+def control_task(*, horizon: int = 150, seed: int = 0) -> Any:
+    """HalfCheetah-v5 with MuJoCo installed (``pip install 'labkit[mujoco]'``), else CartPole."""
+    from labkit.tasks.control import ControlTask
+
+    return ControlTask(_env_id(), horizon=horizon, seed=seed)
+
+
+def _env_id() -> str:
+    try:
+        import mujoco  # noqa: F401
+    except ImportError:
+        return "CartPole-v1"
+    return "HalfCheetah-v5"
+
+
+def goal(task: Any) -> str:
+    """What the person is asked to look for in the rollouts of ``task``."""
+    if task.env_id.startswith("HalfCheetah"):
+        return "runs forward (to the right) the farthest"
+    if task.env_id.startswith("CartPole"):
+        return "keeps the pole up the longest"
+    return "does best at the task"
+
+
+def control_optimizer(task: Any, *, seed: int | None = 0) -> ZORankSGD:
+    """ZO-RankSGD on the policy's parameters θ, the top 3 of 8 ranked.
+
+    μ = 0.02 perturbs each of θ's d entries a little (the policy's actions stay in range); the
+    step lr = 0.25/√d keeps ‖Δθ‖ about the same whatever d is (the estimate g has norm ~√d).
+    """
+    return ZORankSGD(task.x0(), lr=0.25 / task.n_params**0.5, mu=0.02, m=8, k=3, seed=seed)
+
+
+def control_app(*, task: Any = None, log: Any = None) -> ipywidgets.VBox:
+    """The control app's page; ``task`` shares a :class:`~labkit.tasks.control.ControlTask`."""
+    limit_threads()
+    task = task if task is not None else control_task()
+    restart = ipywidgets.Button(description="Start over")
+    view = AppView(
+        title="Steer a policy by ranking its rollouts",
+        instructions=(
+            f"Goal: the policy that {goal(task)}. Drag the 3 best rollouts to the top, best "
+            f"first, then press Submit ranking."
+        ),
+        controls=[restart],
+        tile_px=TILE_PX,
+        incumbent_px=2 * TILE_PX,
+    )
+
+    def start(_: object = None) -> None:
+        try:
+            session = Session(
+                control_optimizer(task, seed=None),
+                task=task,
+                log=log,
+                name="app-control",
+                rater="visitor",
+            )
+            view.say("")
+            view.show_session(session)
+        except Exception as exc:
+            view.fail(exc)
+
+    restart.on_click(start)
+    start()
+    return view.widget

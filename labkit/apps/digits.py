@@ -1,0 +1,161 @@
+"""The digits app (``labkit app``, the default) and its pipeline variant (``labkit app pipeline``).
+
+The person has a digit image in mind and steers the embedded digits diffusion model toward it by
+ranking rounds of its images. A candidate is the model's starting noise (the latent); with
+deterministic DDIM sampling one latent gives exactly one image, so ranking images ranks latents
+(see ``notebooks/diffusion.ipynb`` for the lesson behind it).
+
+Set-up is what a preheated kernel runs before a visitor arrives, so it is kept to the cheap part:
+imports, loading the model (2 MB, from the package) and the first round.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ipywidgets
+
+from labkit.apps._view import AppView, limit_threads
+from labkit.optim.zo_ranksgd import ZORankSGD
+from labkit.session import Session
+
+__all__ = ["digits_app", "digits_optimizer", "pipeline_app"]
+
+TILE_PX = 128
+INSTRUCTIONS = (
+    "Drag the images into order, the one closest to what you have in mind first, then press "
+    "Submit ranking. When a round asks for the best 1, put your favourite first."
+)
+
+
+def digits_optimizer(x0: Any, *, seed: int | None = None) -> ZORankSGD:
+    """What a person steers the digits latents with.
+
+    Line-search rounds (the paper's variant for people): a gradient round of 8 perturbed latents,
+    then a round that shows the current image, the last round's winner and 6 steps of sizes
+    lr·2^-i along the estimated direction; the winner is kept, so the image never gets worse in
+    the person's eyes. The latent's entries are ~N(0, 1): μ = 1 makes the candidates of a round
+    visibly different, and lr = 8 (steps 8 … 0.25) spans "a new image" to "a small touch".
+    """
+    return ZORankSGD(x0, lr=8.0, mu=1.0, m=8, line_search=6, seed=seed)
+
+
+def digits_app(
+    *,
+    model: Any = None,
+    classifier: Any = None,
+    tile_px: int = TILE_PX,
+    start_seed: int = 1,
+    log: Any = None,
+) -> ipywidgets.VBox:
+    """The digits app's page. ``model``/``classifier`` share ones already loaded (a lesson's).
+
+    The controls: what the model is told to draw ("any digit": unconditional, the default; or one
+    class, then the person steers within it) and "New start" (fresh starting images). Every start
+    is a new session in the round log (``log``: a path or :class:`~labkit.store.RoundLog`;
+    default ``$LABKIT_DB``).
+    """
+    limit_threads()
+    from labkit.models.digits import DigitClassifier, load_digits_model
+    from labkit.tasks.diffusion import DigitsTask
+
+    model = model if model is not None else load_digits_model()
+    # The classifier only scores for plots and judges; the app shows no score, but DigitsTask
+    # fits one unless given it, so it is fitted once here and shared by every start.
+    classifier = classifier if classifier is not None else DigitClassifier()
+    draws = ipywidgets.Dropdown(
+        options=[("any digit", -1)] + [(str(d), d) for d in range(10)],
+        value=-1,
+        description="The model draws",
+        style={"description_width": "initial"},
+    )
+    restart = ipywidgets.Button(description="New start", tooltip="fresh starting images")
+    view = AppView(
+        title="Steer the digits model",
+        instructions=INSTRUCTIONS,
+        controls=[draws, restart],
+        tile_px=tile_px,
+    )
+    state = {"seed": start_seed}
+
+    def start(_: object = None) -> None:
+        try:
+            condition = None if draws.value < 0 else int(draws.value)
+            task = DigitsTask(
+                0 if condition is None else condition,
+                condition=condition,
+                image_px=tile_px,
+                model=model,
+                classifier=classifier,
+            )
+            x0 = task.x0(seed=state["seed"])
+            state["seed"] += 1
+            session = Session(
+                digits_optimizer(x0), task=task, log=log, name="app-digits", rater="visitor"
+            )
+            view.say("")
+            view.show_session(session)
+        except Exception as exc:
+            view.fail(exc)
+
+    restart.on_click(start)
+    draws.observe(start, names="value")
+    start()
+    return view.widget
+
+
+def pipeline_app(
+    pipeline: Any = None,
+    *,
+    prompt: str = "a watercolor painting of a fox",
+    steps: int = 20,
+    tile_px: int = 192,
+    log: Any = None,
+) -> ipywidgets.VBox:
+    """The digits app's page over a diffusers text-to-image pipeline: steer its latents.
+
+    ``pipeline``: a loaded pipeline, or a folder (or cached hub name) to load with local files
+    only; default ``$LABKIT_PIPELINE``. The person types a prompt and presses Start.
+    """
+    limit_threads()
+    from labkit.tasks.diffusion import PipelineTask
+
+    if pipeline is None:
+        pipeline = os.environ.get("LABKIT_PIPELINE") or None
+    if pipeline is None:
+        raise ValueError(
+            "the pipeline app needs a diffusers pipeline: pass one, or set LABKIT_PIPELINE to "
+            "its folder (labkit app pipeline --pipeline PATH)"
+        )
+    if isinstance(pipeline, (str, os.PathLike)):
+        pipeline = PipelineTask.from_pretrained(os.fspath(pipeline), prompt).pipeline
+    prompt_box = ipywidgets.Text(value=prompt, description="Prompt", continuous_update=False)
+    go = ipywidgets.Button(description="Start", button_style="primary")
+    view = AppView(
+        title="Steer a diffusion model",
+        instructions=INSTRUCTIONS,
+        controls=[prompt_box, go],
+        tile_px=tile_px,
+    )
+    state = {"seed": 1}
+
+    def start(_: object = None) -> None:
+        try:
+            text = prompt_box.value.strip()
+            if not text:
+                raise ValueError("type a prompt first")
+            task = PipelineTask(pipeline, text, num_inference_steps=steps)
+            x0 = task.x0(seed=state["seed"])
+            state["seed"] += 1
+            session = Session(
+                digits_optimizer(x0), task=task, log=log, name="app-pipeline", rater="visitor"
+            )
+            view.say("")
+            view.show_session(session)
+        except Exception as exc:
+            view.fail(exc)
+
+    go.on_click(start)
+    start()
+    return view.widget

@@ -1,0 +1,116 @@
+"""The quickstart app (``labkit app quickstart``): steer a point across a map by ranking.
+
+A 2-D test function stands in for a model: each candidate is a point, drawn as a red dot on the
+function's contour map, and the person puts the dots closest to the white cross first. The current
+pick is shown as the *path* of the point so far, which is what this app teaches: the rankings
+move the point, round after round, without a number ever being given.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import ipywidgets
+import torch
+
+from labkit.apps._view import AppView, limit_threads
+from labkit.optim.zo_ranksgd import ZORankSGD
+from labkit.session import Session
+from labkit.tasks.functions import FunctionTask
+
+__all__ = ["PathMap", "quickstart_app", "quickstart_optimizer"]
+
+INSTRUCTIONS = (
+    "Drag the maps into order, the red dot closest to the white cross first, then press "
+    "Submit ranking. Your picks move the point; the path on the right shows where it went."
+)
+
+
+def quickstart_optimizer(task: FunctionTask, *, seed: int | None = 0) -> ZORankSGD:
+    """Plain ZO-RankSGD on the 2-D point: μ = 0.8 spreads the dots visibly over the map (its box
+    is a few units wide), lr = 0.5 moves the point about one dot spacing per round."""
+    return ZORankSGD(task.x0(seed=0), lr=0.5, mu=0.8, m=8, seed=seed)
+
+
+class PathMap:
+    """The path of a session's point over the task's contour map, as PNG bytes.
+
+    The contours are drawn once; each call only moves the line. Call it as an
+    :data:`~labkit.apps._view.IncumbentView` (``path_map(session) -> (png, "image/png")``): the
+    path is rebuilt from the session's rounds, so an undo shortens it.
+    """
+
+    def __init__(self, task: FunctionTask, *, px: int = 320, grid: int = 120) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        if task.d != 2:
+            raise ValueError(f"a path map needs a 2-D task; this one has d={task.d}")
+        self.task = task
+        (x_lo, x_hi), (y_lo, y_hi) = task.box
+        gx, gy = torch.linspace(x_lo, x_hi, grid), torch.linspace(y_lo, y_hi, grid)
+        YY, XX = torch.meshgrid(gy, gx, indexing="ij")
+        F = task.score(torch.stack([XX.reshape(-1), YY.reshape(-1)], dim=1)).reshape(XX.shape)
+        self._fig = Figure(figsize=(px / 100, px / 100), dpi=100)
+        FigureCanvasAgg(self._fig)
+        ax = self._fig.add_subplot()
+        # log1p: the valley's shape stays visible next to the large values at the box's edges.
+        ax.contourf(XX.numpy(), YY.numpy(), torch.log1p(F - F.min()).numpy(), levels=16)
+        opt = task.optimum()
+        ax.plot([float(opt[0])], [float(opt[1])], marker="x", color="white", ms=8, mew=2)
+        (self._line,) = ax.plot([], [], "o-", color="tab:red", ms=3, lw=1.5)
+        ax.set_xlim(x_lo, x_hi)
+        ax.set_ylim(y_lo, y_hi)
+        ax.set_title("the path of the point", fontsize=9)
+        self._fig.tight_layout()
+        self._path: list[torch.Tensor] = []
+        self._session: Session | None = None
+
+    def __call__(self, session: Session) -> tuple[bytes, str]:
+        if session is not self._session:
+            self._session, self._path = session, []
+        # One point per round: the start, then x after each live round (an undo drops one).
+        del self._path[session.round + 1 :]
+        if len(self._path) <= session.round:
+            self._path.append(session.optimizer.x.detach().cpu().clone())
+        P = torch.stack(self._path).numpy()
+        self._line.set_data(P[:, 0], P[:, 1])
+        buf = io.BytesIO()
+        self._fig.savefig(buf, format="png")
+        return buf.getvalue(), "image/png"
+
+
+def quickstart_app(
+    *, function: str = "sphere", tile_px: int = 128, log: Any = None
+) -> ipywidgets.VBox:
+    """The quickstart app's page: rank maps with a dot, watch the path; "Start over" restarts."""
+    limit_threads()
+    task = FunctionTask(function, image_size=tile_px)
+    path_map = PathMap(task)
+    restart = ipywidgets.Button(description="Start over")
+    view = AppView(
+        title="Steer a point by ranking",
+        instructions=INSTRUCTIONS,
+        controls=[restart],
+        tile_px=tile_px,
+        incumbent_px=320,
+    )
+
+    def start(_: object = None) -> None:
+        try:
+            session = Session(
+                quickstart_optimizer(task, seed=None),
+                task=task,
+                log=log,
+                name="app-quickstart",
+                rater="visitor",
+            )
+            view.say("")
+            view.show_session(session, incumbent=path_map)
+        except Exception as exc:
+            view.fail(exc)
+
+    restart.on_click(start)
+    start()
+    return view.widget

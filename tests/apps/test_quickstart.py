@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from labkit.apps.quickstart import PathMap, quickstart_app
+from labkit.store import RoundLog
+from labkit.tasks.functions import FunctionTask
+from tests.apps.conftest import ranker, submit, walk
+
+
+def _red_pixels(png: bytes) -> int:
+    """How many pixels of the map are the path's red."""
+    import io
+
+    a = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int(((a[..., 0] > 180) & (a[..., 1] < 110) & (a[..., 2] < 90)).sum())
+
+
+def test_the_path_grows_with_each_round_and_an_undo_shortens_it(tmp_path: Path) -> None:
+    page = quickstart_app(log=tmp_path / "rounds.sqlite", tile_px=64)
+    import ipywidgets
+
+    pick = next(w for w in walk(page) if isinstance(w, ipywidgets.Image) and w.width == "320")
+    red = [_red_pixels(pick.value)]
+    for _ in range(3):
+        submit(page)
+        red.append(_red_pixels(pick.value))
+    assert red[0] < red[1] < red[3], red  # more path on the map after more rounds
+    w = ranker(page)
+    w._on_frontend_msg(w, {"event": "undo", "round": w.round_id}, [])
+    assert _red_pixels(pick.value) == red[2]
+
+
+def test_start_over_is_a_new_session_in_the_log(tmp_path: Path) -> None:
+    db = tmp_path / "rounds.sqlite"
+    page = quickstart_app(log=db, tile_px=64)
+    submit(page)
+    import ipywidgets
+
+    button = next(w for w in walk(page) if isinstance(w, ipywidgets.Button))
+    button.click()
+    assert ranker(page).round_id == 0
+    with RoundLog(db) as log:
+        sessions = log.sessions()
+        assert [len(log.rounds(s)) for s in sessions] == [1, 0]
+        assert {log.session_meta(s)["name"] for s in sessions} == {"app-quickstart"}
+
+
+def test_a_path_map_needs_two_dimensions() -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        PathMap(FunctionTask("sphere", d=3))
