@@ -8,9 +8,17 @@
 
 The round log (:class:`labkit.store.RoundLog`) is the truth. :meth:`Session.resume` replays it
 into a freshly made optimizer and gets the same iterate bit for bit, so a kernel that dies, a
-browser tab that closes or a process killed mid-round loses nothing that was submitted: a ranking
-is committed to SQLite before the optimizer is told, and a round that was not committed was never
-acknowledged to the person.
+browser tab that closes or a process killed mid-round loses nothing that was acknowledged.
+
+One round, in this order: (1) the ranking is appended to the log, which checks it and returns
+the row once it is committed; (2) the page is told "accepted" (only now); (3) the optimizer is
+told the logged ranking; (4) the next round and the plot are shown. The append alone decides
+whether a ranking was taken: if it raises, nothing was written and the page keeps the ranking
+and says why; once it has returned, the round is taken, whatever fails after it. Nothing is
+decided by reading the log back.
+
+A session with a machine ``judge`` is ranked by :meth:`Session.run`; its :meth:`Session.show` is
+the live plot alone, so that no visitor ranks in the judge's name.
 
 Undo marks the last round undone in the log (nothing is deleted) and rolls the optimizer back;
 the same candidates then come again, since the optimizer's randomness is rolled back too.
@@ -22,7 +30,6 @@ import hashlib
 import math
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +37,7 @@ from typing import Any
 import torch
 
 from labkit.optim.base import RankOptimizer, integer
-from labkit.ranking import Ranking, validate_ranking
+from labkit.ranking import Ranking
 from labkit.store import Round, RoundLog
 from labkit.tasks.base import Task
 
@@ -93,7 +100,8 @@ class Session:
             :meth:`resume`, one made exactly as the logged one was.
         task: turns candidates into what is judged (``render``) and, optionally, scores
             (``score``) for the plot. Needed by :meth:`show`.
-        judge: a machine judge for :meth:`run` (candidates → ranking).
+        judge: a machine judge for :meth:`run` (candidates → ranking). A judged session is
+            not ranked by people: its :meth:`show` has no ranking widget.
         log: a :class:`RoundLog` or a path to one; default :func:`default_log_path`.
         rater: who ranks (a person's id, ``"judge"``…), written on every row.
         name: a free-form name stored with the session (the app uses it).
@@ -261,45 +269,60 @@ class Session:
     ) -> Round:
         """Rank the current round: log it durably, then tell the optimizer, then update views.
 
-        Raises ``ValueError`` (nothing logged, nothing told) for a malformed ranking.
+        Returns the row the log wrote. The ranking is checked once, by the log's append against
+        the round's ``m``: a malformed one is a ``ValueError`` and nothing is logged or told. An
+        exception from the append means the ranking was *not taken*; once the append has
+        returned it is taken, whatever fails after (telling the optimizer, the views).
         """
         with self._lock:
-            opt = self.optimizer
-            X = opt.ask()
-            r = validate_ranking(ranking, X.shape[0])
-            if meta is not None and not isinstance(meta, dict):
-                raise ValueError(f"meta must be a dict of JSON values; got {meta!r}")
-            if rater is not None and not isinstance(rater, str):
-                raise ValueError(f"rater must be a string (who ranked) or None; got {rater!r}")
-            # The round's own facts win over a caller's meta of the same name.
-            round_meta = {
-                **(meta or {}),
-                "kind": getattr(opt, "round_kind", "gradient"),
-                "incumbent_index": opt.incumbent_index,
-            }
-            # 1. the log first: once append returns, the ranking survives anything.
-            self.log.append(
-                self.session_id,
-                round=self.round,
-                ranking=r,
-                m=X.shape[0],
-                rater=rater if rater is not None else self.rater,
-                seed=opt.round_seed,
-                kind=round_meta["kind"],
-                candidates=X if self.store_candidates else None,
-                meta=round_meta,
-            )
-            # 2. then the optimizer (the ranking was validated, so tell cannot refuse it).
-            before = opt.x.detach().clone()
-            self._push_snapshot()
-            opt.tell(r)
-            self.history.append(r)
-            self._times.append(time.time())
-            agreement = self._agreement(opt.x - before)
-            rnd = self.log.rounds(self.session_id, with_candidates=False)[-1]
-        # 3. views, outside the lock.
+            rnd = self._record(ranking, rater=rater, meta=meta)
+            agreement = self._tell(rnd)
         self._after_round(rnd, agreement)
         return rnd
+
+    def _record(
+        self,
+        ranking: Sequence[int] | torch.Tensor,
+        *,
+        rater: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Round:
+        """Step 1 of a round: append the current round's ranking to the log; return the row.
+
+        Returns only after the commit; raises (and nothing is written) otherwise.
+        """
+        opt = self.optimizer
+        X = opt.ask()
+        if meta is not None and not isinstance(meta, dict):
+            raise ValueError(f"meta must be a dict of JSON values; got {meta!r}")
+        # The round's own facts win over a caller's meta of the same name.
+        round_meta = {
+            **(meta or {}),
+            "kind": getattr(opt, "round_kind", "gradient"),
+            "incumbent_index": opt.incumbent_index,
+        }
+        return self.log.append(
+            self.session_id,
+            round=self.round,
+            ranking=ranking,
+            m=X.shape[0],
+            rater=rater if rater is not None else self.rater,
+            seed=opt.round_seed,
+            kind=round_meta["kind"],
+            candidates=X if self.store_candidates else None,
+            meta=round_meta,
+        )
+
+    def _tell(self, rnd: Round) -> float | None:
+        """Step 2: tell the optimizer the logged round; return how its move agrees with the
+        previous one (see :meth:`_agreement`)."""
+        opt = self.optimizer
+        before = opt.x.detach().clone()
+        self._push_snapshot()
+        opt.tell(rnd.ranking)  # the log checked it against this round's m
+        self.history.append(rnd.ranking)
+        self._times.append(rnd.time_epoch)
+        return self._agreement(opt.x - before)
 
     def undo(self) -> Round:
         """Undo the last live round: mark it undone in the log and roll the optimizer back.
@@ -419,35 +442,64 @@ class Session:
         return self.task.render(self.optimizer.x.unsqueeze(0))[0]
 
     # -- the notebook view --------------------------------------------------------------------
-    def show(self, *, plot: bool = True, **widget_options: Any) -> Any:
-        """The ranking widget (and the live plot) for this session, as one ipywidgets box.
+    def show(self, *, plot: bool = True, rank: bool | None = None, **widget_options: Any) -> Any:
+        """This session's view: the ranking widget and the live plot, as one ipywidgets box.
 
         Returns the box; in a notebook, make it the cell's last expression (or ``display`` it).
-        ``widget_options`` go to :class:`labkit.widgets.RankingWidget` (size, columns…).
+
+        Args:
+            plot: include the live progress plot.
+            rank: include the ranking widget, through which a person ranks the rounds. By
+                default a person ranks unless the session has a machine ``judge``: a judged
+                session's rounds come from :meth:`run`, and its view is the plot only, so that
+                no visitor ranks in the judge's name (``rank=True`` there is a ValueError).
+                ``rank=False`` makes a plot-only view of any session.
+            widget_options: go to :class:`labkit.widgets.RankingWidget` (size, columns…).
         """
-        if self.task is None:
+        if rank is not None and not isinstance(rank, bool):
+            raise ValueError(f"rank must be True, False or None (the default); got {rank!r}")
+        if rank is None:
+            rank = self.judge is None
+        elif rank and self.judge is not None:
+            raise ValueError(
+                "this session is ranked by its machine judge (run()); a person ranks in a session "
+                "of their own, made without judge=..., so their rankings carry their rater id"
+            )
+        if not rank and not plot:
+            raise ValueError("show(rank=False, plot=False) would show nothing")
+        if not rank and widget_options:
+            raise ValueError(
+                f"widget options {sorted(widget_options)} are for the ranking widget, and this "
+                f"view has none (rank=False or a judged session)"
+            )
+        if rank and self.task is None:
             raise ValueError("show() needs a task to render the candidates: Session(task=...)")
         import ipywidgets
 
-        from labkit.widgets import RankingWidget
         from labkit.widgets.progress import ProgressPlot
 
-        if self._widget is None:
-            self._widget = RankingWidget(**widget_options)
-            self._widget.on_submit(self._on_widget_submit)
-            self._widget.on_undo(self._on_widget_undo)
-        if plot and self._plot is None:
-            maximize = bool(getattr(self.task, "maximize", True))
-            self._plot = ProgressPlot(maximize=maximize)
-        self._present()
-        children = [self._widget] + ([self._plot.widget] if self._plot is not None else [])
+        children = []
+        if rank:
+            from labkit.widgets import RankingWidget
+
+            if self._widget is None:
+                self._widget = RankingWidget(**widget_options)
+                self._widget.on_submit(self._on_widget_submit)
+                self._widget.on_undo(self._on_widget_undo)
+            self._present()
+            children.append(self._widget)
+        if plot:
+            if self._plot is None:
+                maximize = bool(getattr(self.task, "maximize", True))
+                self._plot = ProgressPlot(maximize=maximize)
+            children.append(self._plot.widget)
         return ipywidgets.VBox(children)
 
     def _present(self) -> None:
         """Show the current round in the widget (busy while it is rendered)."""
         assert self._widget is not None and self.task is not None
         w = self._widget
-        w.status = f"preparing round {self.round + 1}…"
+        w.status = f"preparing round {self.round}…"
         w.busy = True
         try:
             X = self.candidates()
@@ -464,6 +516,9 @@ class Session:
                 seed=self._display_seed(),
             )
             w.can_undo = bool(self.history)
+        except BaseException:
+            w.status = ""  # the round on screen stays; the caller shows why
+            raise
         finally:
             w.busy = False
 
@@ -474,21 +529,51 @@ class Session:
         return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
     def _on_widget_submit(self, ranking: Ranking, round_id: int) -> None:
+        """The widget's submit callback: the round's path for a person's ranking.
+
+        ``ranking`` was validated by the widget for the round on screen (the trust boundary).
+        What the append does decides "taken": if it raises, nothing was committed and the page
+        keeps the ranking (:class:`~labkit.widgets.NotTaken`); once it returns, the page is told
+        at once, before the optimizer hears of it and the next round is rendered, and anything
+        that fails after that leaves the round taken.
+        """
         from labkit.widgets.ranker import NotTaken
 
-        if round_id != self.round:
-            return  # a stale round: the widget refuses these itself; never tell them
-        logged_before = self.log.next_round(self.session_id)
-        try:
-            self.submit(ranking)
-        except Exception as exc:
-            # The log is the truth: if it has no new row, the ranking was not recorded and the
-            # person may submit the round again; if it has (the next round failed to render,
-            # say), the round was taken and must not be taken twice.
-            if self.log.next_round(self.session_id) == logged_before:
+        assert self._widget is not None
+        with self._lock:
+            if round_id != self.round:
+                raise NotTaken(self._stale(round_id, "the ranking was not recorded"))
+            try:
+                rnd = self._record(ranking)
+            except Exception as exc:
                 raise NotTaken(f"{type(exc).__name__}: {exc}") from exc
-            raise
+            self._widget.acknowledge(round_id)
+            agreement = self._tell(rnd)
+        self._after_round(rnd, agreement)
 
-    def _on_widget_undo(self, *_: Any) -> None:
-        if self.history:
+    def _on_widget_undo(self, round_id: int) -> None:
+        """The widget's undo callback: take back the last ranking the page knows as taken.
+
+        That is the ranking of the round on screen when the page shows it as accepted (the next
+        round could not be shown), else the one before it. A page that is behind the session (an
+        earlier undo could not show its round) is refused, so one press never undoes two rounds.
+        """
+        assert self._widget is not None
+        page_last = round_id if self._widget.accepted_round == round_id else round_id - 1
+        with self._lock:
+            if page_last != self.round - 1:
+                raise ValueError(self._stale(round_id, "nothing was undone"))
             self.undo()
+
+    def _stale(self, round_id: int, outcome: str) -> str:
+        """Why a request from a page showing ``round_id`` is refused, after showing the session's
+        own round again so that the page catches up."""
+        why = (
+            f"the page shows round {round_id}, but the session is at round {self.round} "
+            f"(showing a round failed earlier); {outcome}"
+        )
+        try:
+            self._present()
+        except Exception as exc:
+            return f"{why}; showing round {self.round} failed again: {type(exc).__name__}: {exc}"
+        return f"{why}; round {self.round} is on screen now"

@@ -37,6 +37,7 @@ def test_submit_logs_before_telling_and_refuses_bad_rankings(tmp_path: Path) -> 
     assert rnd.ranking == (4, 1) and rnd.round == 0 and rnd.rater == "ada" and rnd.m == 6
     assert rnd.seed is not None
     assert s.round == 1 and s.history == [(4, 1)]
+    assert s.log.rounds(s.session_id) == [rnd]  # the row append wrote, as the log holds it
 
 
 def test_the_log_survives_when_tell_is_never_reached(tmp_path: Path) -> None:
