@@ -1,10 +1,25 @@
 """`labkit app` and `labkit lab`: the notebooks as people meet them.
 
-``labkit app [NAME]`` serves one notebook app with Voilà on 127.0.0.1, the app itself at
-``http://127.0.0.1:PORT/``. Kernels are preheated (the notebook has already run when a visitor
-arrives), and every visitor gets a kernel of their own, hence a session of their own: their rows
-in the shared round log carry their own session id. ``--db`` names the log (the kernels read it
-from ``LABKIT_DB``).
+``labkit app [NAME]`` serves one app notebook (``notebooks/apps/NAME.ipynb``) with Voilà, through
+:mod:`labkit._voila`, and prints its link, with a fresh random token, on a line of its own once
+the server answers (and opens it unless ``--no-browser``)::
+
+    http://127.0.0.1:8866/?token=3f9c...
+
+A request without the token is refused (403) and starts nothing. Kernels are preheated (the
+notebook has already run when a visitor arrives) and every visitor gets a kernel of their own,
+hence a session of their own: their rows in the shared round log carry their own session id.
+``--max-kernels`` caps the visitors holding a kernel (the next one reads "the app is full, try
+again shortly", HTTP 503); ``--cull-after`` shuts down the kernels of pages closed or silent for
+that long. The server listens on 127.0.0.1; ``--ip ADDR`` or ``--public`` (all interfaces)
+publish it with the same token and limits, ``--base-url`` puts it under a path prefix for a
+reverse proxy.
+
+Kernels read their settings from the environment: ``LABKIT_DB`` (the round log, ``--db``),
+``LABKIT_THREADS`` (compute threads per kernel, ``--threads``; ``OMP_NUM_THREADS`` and
+``MKL_NUM_THREADS`` are set to the same, so one visitor's kernel, or the pool's refill, cannot
+starve another's on a small machine) and, for the pipeline app, ``LABKIT_PIPELINE``
+(``--pipeline``).
 
 ``labkit lab`` opens JupyterLab on the notebooks. In a source checkout that is ``notebooks/``; in
 an installed wheel the notebooks ship inside the package and are first copied to a writable
@@ -14,35 +29,66 @@ folder under the user's data directory (never overwriting a copy the user has ed
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import re
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+import webbrowser
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 __all__ = ["APPS", "App", "main_app", "main_lab", "notebooks_dir"]
 
 
 @dataclass(frozen=True)
 class App:
+    """An app: its name, its notebook (relative to :func:`notebooks_dir`), one line about it,
+    and whether it needs ``--pipeline``."""
+
     name: str
     notebook: str
     summary: str
+    needs_pipeline: bool = False
 
 
 #: The apps, by name; the first is the default (it needs no internet and no GPU).
 APPS: dict[str, App] = {
     a.name: a
     for a in (
-        App("digits", "diffusion.ipynb", "steer the embedded digits diffusion model by ranking"),
-        App("quickstart", "quickstart.ipynb", "rank points of a 2-D function, watch the path"),
-        App("control", "control.ipynb", "rank rollouts of a control policy"),
+        App("digits", "apps/digits.ipynb", "steer the embedded digits diffusion model by ranking"),
+        App("quickstart", "apps/quickstart.ipynb", "rank points of a 2-D function, watch the path"),
+        App("control", "apps/control.ipynb", "rank rollouts of a control policy"),
+        App(
+            "pipeline",
+            "apps/pipeline.ipynb",
+            "the digits app over a diffusers pipeline folder (needs --pipeline PATH)",
+            needs_pipeline=True,
+        ),
     )
 }
 DEFAULT_APP = "digits"
+
+#: Defaults sized for a 2-core, 24 GiB machine: a kernel of the digits app holds about 0.5 GiB.
+DEFAULT_MAX_KERNELS = 8
+DEFAULT_CULL_AFTER_S = 600
+#: How long `labkit app` waits for the server to answer before it gives up.
+READY_TIMEOUT_S = 120.0
+#: How the token reaches the server (``labkit._voila.TOKEN_ENV``; that module is not imported
+#: here: it imports Voilà).
+TOKEN_ENV = "LABKIT_APP_TOKEN"
+#: Addresses that mean "every interface": the printed link uses 127.0.0.1 instead.
+_ANY = ("0.0.0.0", "::", "")
 
 
 def notebooks_dir() -> Path:
@@ -58,10 +104,11 @@ def notebooks_dir() -> Path:
     )
 
 
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def _free(port: int, ip: str) -> bool:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((ip, port))
         except OSError:
             return False
     return True
@@ -73,45 +120,165 @@ def _default_db() -> Path:
     return default_log_path()
 
 
-def voila_command(app: App, *, port: int, open_browser: bool, pool_size: int) -> list[str]:
-    """The Voilà command line that serves ``app`` on 127.0.0.1:``port``."""
+def _base_url(text: str) -> str:
+    """argparse type: a URL path prefix, normalized to ``/prefix/``."""
+    if "?" in text or "#" in text or "://" in text or " " in text:
+        raise argparse.ArgumentTypeError(f"expected a path like /labkit/; got {text!r}")
+    parts = [part for part in text.split("/") if part]
+    return "/" + "".join(f"{part}/" for part in parts)
+
+
+def voila_command(
+    app: App,
+    *,
+    port: int,
+    ip: str = "127.0.0.1",
+    base_url: str = "/",
+    pool_size: int = 1,
+    max_kernels: int = DEFAULT_MAX_KERNELS,
+    cull_after: int = DEFAULT_CULL_AFTER_S,
+) -> list[str]:
+    """The command line that serves ``app`` with :mod:`labkit._voila` on ``ip:port``.
+
+    The token is not on it: :func:`main_app` passes it in the environment (:data:`TOKEN_ENV`).
+    """
     notebook = notebooks_dir() / app.notebook
     if not notebook.is_file():
         raise FileNotFoundError(f"the notebook of app {app.name!r} is missing: {notebook}")
-    cmd = [
+    # Idle kernels are looked for every quarter of the timeout, at most every minute.
+    cull_interval = max(1, min(60, cull_after // 4))
+    return [
         sys.executable,
-        "-m",
-        "voila",
+        # Run as a file, not `-m labkit._voila`: the server needs Voilà, not labkit and torch.
+        str(Path(__file__).resolve().with_name("_voila.py")),
         str(notebook),
         f"--port={port}",
         # Exactly this port or an error: never another one than the URL labkit printed.
         "--Voila.port_retries=0",
-        "--Voila.ip=127.0.0.1",
+        f"--Voila.ip={ip}",
+        f"--Voila.base_url={base_url}",
+        # labkit opens the browser itself, with the token, once the server answers.
+        "--no-browser",
         "--theme=light",
         # Preheated kernels: the notebook has run before a visitor arrives, one kernel each.
         "--preheat_kernel=True",
         f"--pool_size={pool_size}",
+        f"--LabkitVoila.max_kernels={max_kernels}",
+        # A visitor sees "there was an error", never a traceback with paths in it.
+        "--VoilaConfiguration.show_tracebacks=False",
+        # Kernels of closed pages, and of open pages that sent nothing for `cull_after` seconds,
+        # are shut down (Voilà's manager never culls its preheated pool).
+        f"--MappingKernelManager.cull_idle_timeout={cull_after}",
+        f"--MappingKernelManager.cull_interval={cull_interval}",
+        "--MappingKernelManager.cull_connected=True",
     ]
-    if not open_browser:
-        cmd.append("--no-browser")
-    return cmd
 
 
-def main_app(argv: Sequence[str] | None = None, *, prog: str = "labkit app") -> int:
+def app_url(*, ip: str, port: int, base_url: str, token: str) -> str:
+    """The link a visitor opens: ``http://HOST:PORT/BASE/?token=TOKEN``."""
+    host = "127.0.0.1" if ip in _ANY else (f"[{ip}]" if ":" in ip else ip)
+    return f"http://{host}:{port}{base_url}?token={token}"
+
+
+#: The link line `labkit app` prints once its server answers (a line of its own).
+_LINK = re.compile(r"^(https?://\S+/)\?token=([0-9a-f]+)$", re.MULTILINE)
+
+
+def printed_link(output: str) -> str | None:
+    """The tokened link in what ``labkit app`` printed so far, or None while it is starting.
+
+    For whoever runs ``labkit app`` as a process (the browser tests, the latency benchmark):
+    the link is printed only once the server answers, so finding it means the app is up.
+    """
+    found = _LINK.search(output)
+    return found.group(0) if found else None
+
+
+def server_status(url: str, *, timeout: float = 2.0) -> dict[str, int]:
+    """The server's ``labkit/status`` (kernel counts), given the app's tokened ``url``."""
+    base, _, token = url.partition("?token=")
+    request = urllib.request.Request(
+        base + "labkit/status", headers={"Authorization": f"token {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as reply:
+        return dict(json.loads(reply.read()))
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float) -> bool:
+    """True once the server answers at ``url``; False if it exited or ``timeout`` passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with contextlib.suppress(OSError, ValueError):
+            server_status(url, timeout=2.0)
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def _build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Serve a labkit notebook app with Voilà on 127.0.0.1.",
+        description=(
+            "Serve a labkit app with Voilà on 127.0.0.1 (or --ip/--public), behind a random "
+            "token: the link is printed once the server answers."
+        ),
     )
     parser.add_argument(
         "name", nargs="?", default=DEFAULT_APP, help=f"the app (default: {DEFAULT_APP})"
     )
-    parser.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default 8866)")
+    parser.add_argument("--list", action="store_true", help="list the apps and exit")
+    parser.add_argument("--port", type=int, default=8866, help="port (default 8866)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    where.add_argument(
+        "--public",
+        action="store_const",
+        const="0.0.0.0",
+        dest="ip",
+        help="listen on every interface (0.0.0.0): same token and limits",
+    )
+    parser.add_argument(
+        "--base-url",
+        type=_base_url,
+        default="/",
+        help="path prefix the app is served under, for a reverse proxy (default /)",
+    )
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
     parser.add_argument("--db", type=Path, default=None, help="round log (SQLite) to write to")
-    parser.add_argument("--list", action="store_true", help="list the apps and exit")
+    parser.add_argument(
+        "--pipeline",
+        type=Path,
+        default=None,
+        help="a diffusers pipeline folder (the pipeline app needs one)",
+    )
     parser.add_argument(
         "--pool-size", type=int, default=1, help="kernels kept preheated (default 1)"
     )
+    parser.add_argument(
+        "--max-kernels",
+        type=int,
+        default=DEFAULT_MAX_KERNELS,
+        help=f"visitors holding a kernel at once; the next is told to retry "
+        f"(default {DEFAULT_MAX_KERNELS})",
+    )
+    parser.add_argument(
+        "--cull-after",
+        type=int,
+        default=DEFAULT_CULL_AFTER_S,
+        metavar="SECONDS",
+        help=f"shut down kernels of pages closed or silent this long "
+        f"(default {DEFAULT_CULL_AFTER_S})",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="compute threads per kernel (default 1)"
+    )
+    return parser
+
+
+def main_app(argv: Sequence[str] | None = None, *, prog: str = "labkit app") -> int:
+    parser = _build_parser(prog)
     args = parser.parse_args(argv)
     if args.list:
         width = max(len(n) for n in APPS)
@@ -121,26 +288,97 @@ def main_app(argv: Sequence[str] | None = None, *, prog: str = "labkit app") -> 
         return 0
     if args.name not in APPS:
         parser.error(f"no app {args.name!r}; the apps are: {', '.join(APPS)}")
-    if not 1 <= args.port <= 65535:
+    app = APPS[args.name]
+    for option, value, low in (
+        ("--port", args.port, 1),
+        ("--pool-size", args.pool_size, 0),
+        ("--max-kernels", args.max_kernels, 1),
+        ("--cull-after", args.cull_after, 1),
+        ("--threads", args.threads, 1),
+    ):
+        if value < low:
+            parser.error(f"{option} must be >= {low}; got {value}")
+    if args.port > 65535:
         parser.error(f"--port must be in 1..65535; got {args.port}")
-    if args.pool_size < 0:
-        parser.error(f"--pool-size must be >= 0; got {args.pool_size}")
-    if not _free(args.port):
-        parser.error(f"port {args.port} on 127.0.0.1 is in use; pick another with --port")
+    env = dict(os.environ)
+    if app.needs_pipeline:
+        if args.pipeline is None:
+            parser.error(
+                f"app {app.name!r} needs --pipeline PATH: a diffusers pipeline folder "
+                "(one with model_index.json)"
+            )
+        pipeline = args.pipeline.expanduser().resolve()
+        if not (pipeline / "model_index.json").is_file():
+            parser.error(
+                f"--pipeline must be a diffusers pipeline folder; {pipeline} has no "
+                "model_index.json"
+            )
+        env["LABKIT_PIPELINE"] = str(pipeline)
+    elif args.pipeline is not None:
+        parser.error(f"--pipeline is for the pipeline app; app {app.name!r} takes none")
+    if not _free(args.port, args.ip):
+        parser.error(f"port {args.port} on {args.ip} is in use; pick another with --port")
     db = (args.db or _default_db()).expanduser().resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LABKIT_DB": str(db)}
-    cmd = voila_command(
-        APPS[args.name],
-        port=args.port,
-        open_browser=not args.no_browser,
-        pool_size=args.pool_size,
+    threads = str(args.threads)
+    token = secrets.token_hex(24)
+    env.update(
+        LABKIT_DB=str(db),
+        LABKIT_THREADS=threads,
+        OMP_NUM_THREADS=threads,
+        MKL_NUM_THREADS=threads,
+        **{TOKEN_ENV: token},
     )
-    print(f"labkit app {args.name}: http://127.0.0.1:{args.port}/  (round log: {db})", flush=True)
+    env.pop("JUPYTER_TOKEN", None)
+    cmd = voila_command(
+        app,
+        port=args.port,
+        ip=args.ip,
+        base_url=args.base_url,
+        pool_size=args.pool_size,
+        max_kernels=args.max_kernels,
+        cull_after=args.cull_after,
+    )
+    url = app_url(ip=args.ip, port=args.port, base_url=args.base_url, token=token)
+    print(
+        f"labkit app {app.name}: starting on {args.ip}:{args.port} (round log: {db}) ...",
+        flush=True,
+    )
+    proc = subprocess.Popen(cmd, env=env)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        proc.terminate()
+
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
+        if _wait_ready(proc, url, READY_TIMEOUT_S):
+            print(url, flush=True)
+            if args.ip in _ANY:
+                print(
+                    f"labkit app {app.name}: listening on every interface; from another "
+                    "machine, replace 127.0.0.1 with this machine's address",
+                    flush=True,
+                )
+            print(f"labkit app {app.name}: open the link above; Ctrl+C stops", flush=True)
+            if not args.no_browser:
+                webbrowser.open(url)
+        elif proc.poll() is None:
+            print(
+                f"labkit app {app.name}: the server did not answer within "
+                f"{READY_TIMEOUT_S:.0f}s; stopping it",
+                file=sys.stderr,
+                flush=True,
+            )
+            proc.terminate()
+        return proc.wait()
+    except KeyboardInterrupt:  # the server got the same Ctrl+C and shuts its kernels down
+        with contextlib.suppress(KeyboardInterrupt):
+            proc.wait(timeout=30)
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            proc.kill()
 
 
 def _writable_notebooks() -> Path:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from labkit import app, cli
+from labkit import cli
 
 
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,10 +50,3 @@ def test_app_refuses_an_unknown_app_and_a_busy_port(capsys: pytest.CaptureFixtur
         with pytest.raises(SystemExit):
             cli.main(["app", "quickstart", "--port", str(port), "--no-browser"])
     assert "in use" in capsys.readouterr().err
-
-
-def test_voila_command_serves_on_loopback_with_preheated_kernels() -> None:
-    cmd = app.voila_command(app.APPS["quickstart"], port=9999, open_browser=False, pool_size=1)
-    assert "--Voila.ip=127.0.0.1" in cmd and "--port=9999" in cmd and "--no-browser" in cmd
-    assert "--preheat_kernel=True" in cmd and "--Voila.port_retries=0" in cmd
-    assert cmd[3].endswith("quickstart.ipynb")

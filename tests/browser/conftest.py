@@ -7,6 +7,10 @@ selector. At teardown, even after a failure, the server gets SIGTERM (it shuts i
 then SIGKILL for the whole group and for every process that descended from it (kernels run in
 process groups of their own), each by its id.
 
+``labkit app`` is started through :func:`running_app`, which waits for the tokened link the command
+prints on a line of its own once its server answers (:func:`labkit.app.printed_link`) and hands it
+to the test as ``server.link``: a test never builds the app's URL itself.
+
 Chromium is Debian's ``/usr/bin/chromium`` (never ``playwright install``); the tests skip with a
 reason when it or Playwright is missing.
 """
@@ -27,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from labkit.app import printed_link
 from labkit.bench._common import descendants
 from tests.conftest import CHROMIUM, CHROMIUM_FLAGS  # noqa: F401 - re-exported to the tests
 
@@ -68,6 +73,8 @@ class Server:
     ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        #: The tokened link ``labkit app`` printed (set by :meth:`wait_for_link`).
+        self.link = ""
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -104,6 +111,23 @@ class Server:
                 return
             time.sleep(0.25)
         pytest.fail(f"no server listening on {self.url} after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def wait_for_link(self, timeout: float = SERVER_START_S) -> str:
+        """The tokened link ``labkit app`` prints once its server answers; fail with the log
+        if the command exits first or prints none within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            link = printed_link(self.log_tail(chars=1_000_000))
+            if link is not None:
+                self.link = link
+                return link
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"labkit app exited with {self.proc.returncode} before printing its link:\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.25)
+        pytest.fail(f"labkit app printed no link after {timeout:.0f}s:\n{self.log_tail()}")
 
     def stop(self) -> None:
         """SIGTERM (kernels are shut down), then SIGKILL for the group and every descendant."""
@@ -161,6 +185,20 @@ def running_server(
     server = Server(argv, port=port, env=env, cwd=cwd, log_path=log_path)
     try:
         server.wait_listening()
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def running_app(
+    argv: Sequence[str], *, port: int, env: Mapping[str, str], cwd: Path, log_path: Path
+) -> Iterator[Server]:
+    """Start ``labkit app ... --port=port``, wait for the link it prints (``server.link``),
+    yield the server, and stop it whatever happened."""
+    server = Server(argv, port=port, env=env, cwd=cwd, log_path=log_path)
+    try:
+        server.wait_for_link()
         yield server
     finally:
         server.stop()
