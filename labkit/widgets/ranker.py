@@ -488,7 +488,9 @@ class RankingWidget(anywidget.AnyWidget):
         if self.round_id is None:
             self.set_trait("error", "no round is on screen; nothing was undone")
         elif self.busy:
-            self.set_trait("error", "busy computing the next round; undo was not done")
+            self.set_trait(
+                "error", "busy (saving a ranking or preparing the next round); undo was not done"
+            )
         elif isinstance(round_, bool) or round_ != self.round_id:
             self.set_trait(
                 "error",
