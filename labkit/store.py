@@ -22,7 +22,9 @@ a person submitted must never be lost, and nothing is ever deleted:
   order across the whole file and never reused, so the redo of an undone round is a distinct row.
 
 * **Durable before the optimizer hears of it.** :meth:`RoundLog.append` returns only after its
-  transaction has committed. The file is in WAL mode with ``synchronous=FULL``:
+  transaction has committed, and returns the :class:`Round` it wrote; when it raises, nothing
+  was written. So its outcome alone says whether a ranking was taken: a caller never reads the
+  file back to find out. The file is in WAL mode with ``synchronous=FULL``:
 
   - In WAL mode a commit appends the transaction's pages to the ``-wal`` file with ``write()``.
     Once ``write()`` has returned the bytes belong to the operating system's page cache, which
