@@ -31,6 +31,7 @@ import html
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import ipywidgets
 import torch
@@ -105,8 +106,9 @@ class AppView:
         columns: tiles per row (0: as many as fit).
         incumbent_px: width of the current pick.
 
-    ``view.widget`` is the page (an ``ipywidgets.VBox``): make it a cell's last expression.
-    :meth:`show_session` puts a session on it; calling it again (a new start) replaces the old one.
+    ``view.widget`` is the page (an ``ipywidgets.VBox``); the view displays as it, so the view
+    itself can be a cell's last expression. :meth:`show_session` puts a session on it; calling it
+    again (a new start) replaces the old one, and ``view.session`` is the one on screen.
     """
 
     def __init__(
@@ -163,6 +165,9 @@ class AppView:
         )
         self.widget = ipywidgets.VBox([header, self.controls, self.message, body])
         self.widget.add_class("labkit-app")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
 
     # -- sessions -------------------------------------------------------------------------------
     def show_session(self, session: Session, *, incumbent: IncumbentView | None = None) -> None:

@@ -55,7 +55,7 @@ def control_optimizer(task: Any, *, seed: int | None = 0) -> ZORankSGD:
     return ZORankSGD(task.x0(), lr=0.25 / task.n_params**0.5, mu=0.02, m=8, k=3, seed=seed)
 
 
-def control_app(*, task: Any = None, log: Any = None) -> ipywidgets.VBox:
+def control_app(*, task: Any = None, log: Any = None) -> AppView:
     """The control app's page; ``task`` shares a :class:`~labkit.tasks.control.ControlTask`."""
     limit_threads()
     task = task if task is not None else control_task()
@@ -87,4 +87,4 @@ def control_app(*, task: Any = None, log: Any = None) -> ipywidgets.VBox:
 
     restart.on_click(start)
     start()
-    return view.widget
+    return view

@@ -48,7 +48,7 @@ def digits_app(
     tile_px: int = TILE_PX,
     start_seed: int = 1,
     log: Any = None,
-) -> ipywidgets.VBox:
+) -> AppView:
     """The digits app's page. ``model``/``classifier`` share ones already loaded (a lesson's).
 
     The controls: what the model is told to draw ("any digit": unconditional, the default; or one
@@ -102,7 +102,7 @@ def digits_app(
     restart.on_click(start)
     draws.observe(start, names="value")
     start()
-    return view.widget
+    return view
 
 
 def pipeline_app(
@@ -112,7 +112,7 @@ def pipeline_app(
     steps: int = 20,
     tile_px: int = 192,
     log: Any = None,
-) -> ipywidgets.VBox:
+) -> AppView:
     """The digits app's page over a diffusers text-to-image pipeline: steer its latents.
 
     ``pipeline``: a loaded pipeline, or a folder (or cached hub name) to load with local files
@@ -158,4 +158,4 @@ def pipeline_app(
 
     go.on_click(start)
     start()
-    return view.widget
+    return view

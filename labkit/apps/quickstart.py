@@ -83,7 +83,7 @@ class PathMap:
 
 def quickstart_app(
     *, function: str = "sphere", tile_px: int = 128, log: Any = None
-) -> ipywidgets.VBox:
+) -> AppView:
     """The quickstart app's page: rank maps with a dot, watch the path; "Start over" restarts."""
     limit_threads()
     task = FunctionTask(function, image_size=tile_px)
@@ -113,4 +113,4 @@ def quickstart_app(
 
     restart.on_click(start)
     start()
-    return view.widget
+    return view

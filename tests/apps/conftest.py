@@ -22,19 +22,20 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def walk(widget: Any) -> Iterator[Any]:
-    """Every widget of a page, depth first."""
+    """Every widget of a page (an AppView or a widget), depth first."""
+    widget = getattr(widget, "widget", widget)
     yield widget
     for child in getattr(widget, "children", ()):
         yield from walk(child)
 
 
-def ranker(page: ipywidgets.Widget) -> RankingWidget:
+def ranker(page: Any) -> RankingWidget:
     found = [w for w in walk(page) if isinstance(w, RankingWidget)]
     assert len(found) == 1, f"an app page shows exactly one ranking widget; found {len(found)}"
     return found[0]
 
 
-def submit(page: ipywidgets.Widget, ranking: list[int] | None = None) -> RankingWidget:
+def submit(page: Any, ranking: list[int] | None = None) -> RankingWidget:
     """Rank the round on screen as the page would (default: candidates in index order)."""
     w = ranker(page)
     r = ranking if ranking is not None else list(range(w.k or w.m))
@@ -43,5 +44,5 @@ def submit(page: ipywidgets.Widget, ranking: list[int] | None = None) -> Ranking
     return w
 
 
-def texts(page: ipywidgets.Widget) -> str:
+def texts(page: Any) -> str:
     return " ".join(w.value for w in walk(page) if isinstance(w, ipywidgets.HTML))
