@@ -81,9 +81,7 @@ class PathMap:
         return buf.getvalue(), "image/png"
 
 
-def quickstart_app(
-    *, function: str = "sphere", tile_px: int = 128, log: Any = None
-) -> AppView:
+def quickstart_app(*, function: str = "sphere", tile_px: int = 128, log: Any = None) -> AppView:
     """The quickstart app's page: rank maps with a dot, watch the path; "Start over" restarts."""
     limit_threads()
     task = FunctionTask(function, image_size=tile_px)
