@@ -64,6 +64,7 @@ __all__ = [
     "DEFAULT_GUIDANCE",
     "DEFAULT_STEPS",
     "IMAGE_SIZE",
+    "INTERACTIVE_STEPS",
     "NULL_CLASS",
     "NUM_CLASSES",
     "DigitClassifier",
@@ -86,6 +87,11 @@ NULL_CLASS = 10
 #: DDIM steps used by :func:`generate` unless told otherwise (see MODEL_CARD.md for the
 #: quality/time trade-off that picked it).
 DEFAULT_STEPS = 10
+#: DDIM steps for images a person waits for: the default of :class:`labkit.tasks.DigitsTask`,
+#: so of the digits app's rounds. 4 steps draw a round of 8 unconditional images in ~0.11 s on one
+#: core (2.5× fewer UNet passes than 10) at the same classifier figures (MODEL_CARD.md, "Quality
+#: and speed"); only the spread of the samples drops a little.
+INTERACTIVE_STEPS = 4
 #: Guidance scale w used by :func:`generate` unless told otherwise; 1.0 means plain conditional.
 DEFAULT_GUIDANCE = 1.5
 
@@ -739,8 +745,93 @@ def _evaluate(
         print(f"wrote {grid}")
 
 
+def _cpu_best(fn: Any, repeats: int) -> float:
+    """Best CPU time of the process over ``repeats`` calls of ``fn()``, in seconds."""
+    best = math.inf
+    for _ in range(repeats):
+        c0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - c0)
+    return best
+
+
+def _profile(*, steps_list: Sequence[int], image_px: int, repeats: int, threads: int) -> None:
+    """Print where the CPU time of a digits app round goes: ``DigitsTask.render`` of 8 latents.
+
+    The app's task: unconditional (one UNet pass of 8 rows a DDIM step), ``image_px`` tiles.
+    Every figure is the best CPU time of ``repeats`` calls with ``threads`` torch threads (on a
+    shared machine the best is the least disturbed one; with one thread it is an idle core's wall
+    time). A new round draws 8 latents the task never saw; a line-search round 6 new latents plus
+    the incumbent and the previous winner drawn in an earlier round (remembered by the task);
+    the plot's score of the incumbent after a round is then served from memory too.
+    """
+    from labkit.tasks.diffusion import DigitsTask, renormalize_latents
+
+    torch.set_num_threads(threads)
+    model = load_digits_model()
+    clf = DigitClassifier()
+    gen = torch.Generator().manual_seed(0)
+
+    def fresh(n: int) -> torch.Tensor:
+        return torch.randn(n, 1, IMAGE_SIZE, IMAGE_SIZE, generator=gen)
+
+    z, null = fresh(8), torch.full((8,), NULL_CLASS)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), best of {repeats}")
+    with torch.inference_mode():
+        t = torch.tensor(999)
+        unet8 = _cpu_best(lambda: model.unet(z, t, class_labels=null), repeats)
+        unet1 = _cpu_best(lambda: model.unet(z[:1], t, class_labels=null[:1]), repeats)
+    print(f"UNet pass: 8 rows {unet8 * 1e3:.1f} ms, 1 row {unet1 * 1e3:.1f} ms")
+
+    def new_scheduler() -> None:
+        model.scheduler().set_timesteps(10)
+
+    sched = model.scheduler()
+    sched.set_timesteps(10)
+    v = torch.randn_like(z)
+    step = _cpu_best(lambda: sched.step(v, sched.timesteps[3], z, return_dict=False), repeats)
+    print(
+        f"scheduler: new + set_timesteps {_cpu_best(new_scheduler, repeats) * 1e3:.2f} ms a call, "
+        f"step {step * 1e3:.2f} ms"
+    )
+    images = generate(model, z, null, steps=4, guidance=1.0)
+    scale = image_px // IMAGE_SIZE
+    png = _cpu_best(lambda: to_png(images, scale=scale), repeats)
+    png16 = _cpu_best(lambda: to_png(images, scale=1), repeats)
+    print(f"to_png of 8: {image_px} px {png * 1e3:.1f} ms, 16 px {png16 * 1e3:.1f} ms")
+    clf_t = _cpu_best(lambda: clf.probabilities(images), repeats)
+    renorm = _cpu_best(lambda: renormalize_latents(z), repeats)
+    print(f"classifier of 8: {clf_t * 1e3:.2f} ms; renormalize 8 latents {renorm * 1e3:.2f} ms")
+
+    def line(steps: int) -> str:
+        gen_t = _cpu_best(lambda: generate(model, z, null, steps=steps, guidance=1.0), repeats)
+        one = _cpu_best(
+            lambda: generate(model, z[:1], null[:1], steps=steps, guidance=1.0), repeats
+        )
+        task = DigitsTask(
+            0, condition=None, steps=steps, image_px=image_px, model=model, classifier=clf
+        )
+        rounds = [fresh(8) for _ in range(repeats)]
+        it = iter(rounds)
+        new_round = _cpu_best(lambda: task.render(next(it)), repeats)
+        # Line-search rounds: rows 0 and 1 were drawn in the round before, 6 rows are new.
+        ls_rounds = [torch.cat([r[:2], fresh(6)]) for r in rounds]
+        it_ls = iter(ls_rounds)
+        ls_round = _cpu_best(lambda: task.render(next(it_ls)), repeats)
+        score = _cpu_best(lambda: task.score(ls_rounds[-1][:1]), repeats)
+        return (
+            f"steps={steps:2d}: generate 8 {gen_t * 1e3:.0f} ms, 1 {one * 1e3:.0f} ms; "
+            f"DigitsTask.render: new round of "
+            f"8 {new_round * 1e3:.0f} ms, line-search round (6 new) {ls_round * 1e3:.0f} ms; "
+            f"score of a remembered incumbent {score * 1e3:.2f} ms (drawn afresh: the 1 above)"
+        )
+
+    for steps in steps_list:
+        print(line(steps))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m labkit.models.digits {train,evaluate} ...``; returns the exit status."""
+    """``python -m labkit.models.digits {train,evaluate,profile} ...``; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m labkit.models.digits", description=__doc__.splitlines()[0]
     )
@@ -765,6 +856,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--grid", type=Path, default=None, help="write a 10×10 sample grid PNG here"
     )
     p_eval.add_argument("--threads", type=int, default=2)
+    p_prof = sub.add_parser(
+        "profile", help="where the CPU time of a digits app round (DigitsTask.render) goes"
+    )
+    p_prof.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS, INTERACTIVE_STEPS])
+    p_prof.add_argument("--px", type=int, default=128, help="tile side in pixels (default 128)")
+    p_prof.add_argument("--repeats", type=int, default=15)
+    p_prof.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if args.command == "train":
         info = train(
@@ -775,6 +873,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             threads=args.threads,
         )
         print(json.dumps(info, indent=2))
+    elif args.command == "profile":
+        _profile(
+            steps_list=args.steps, image_px=args.px, repeats=args.repeats, threads=args.threads
+        )
     else:
         _evaluate(
             weights=args.weights,
