@@ -11,10 +11,6 @@ trait only. Screenshots go to ``test-artifacts/browser/``.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +18,6 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import (
-    CHROMIUM,
     KERNEL_RUN_S,
     NOTEBOOK,
     free_port,
@@ -94,35 +89,3 @@ def test_voila_progress_plot_shows_the_rounds(app: tuple[Any, Path], artifacts: 
         page.screenshot(path=str(artifacts / "voila-progress.png"), full_page=True)
     points = page.evaluate(points_js)
     assert points == done, f"{done} rounds were ranked; the score trace shows {points} points"
-
-
-def test_latency_bench_runs_against_voila(tmp_path: Path) -> None:
-    """``labkit bench latency`` end to end, a few rounds: its figures are consistent."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM}")
-    pytest.importorskip("playwright.sync_api", reason="needs playwright (python)")
-    # In a process of its own: this one already runs Playwright's event loop (the page fixture).
-    out = tmp_path / "latency.json"
-    argv = ["--rounds", "3", "--warmup", "1", "--pause", "0.1", "--json", str(out)]
-    run = subprocess.run(
-        [sys.executable, "-m", "labkit.bench.latency", *argv],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(NOTEBOOK.parents[1])},
-        capture_output=True,
-        text=True,
-        timeout=KERNEL_RUN_S + 120,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "click → next round painted" in run.stdout
-    result = json.loads(out.read_text())
-    per = result["per_round"]
-    assert len(per["painted"]) == len(per["dom"]) == len(per["kernel"]) == len(per["after"]) == 3
-    for painted, dom, kernel, after in zip(
-        per["painted"], per["dom"], per["kernel"], per["after"], strict=True
-    ):
-        # The kernel's work until it sends the next round happens between the click and that
-        # round reaching the DOM, which comes before it is painted. (Its work after sending, the
-        # plot update, may outlast the DOM update: that is the point of sending the round first.)
-        assert 0 < kernel < dom <= painted < 30
-        assert after >= 0
-    assert result["painted"]["median"] == sorted(per["painted"])[1]
