@@ -39,7 +39,6 @@ import pickle
 from collections.abc import Mapping
 from typing import Any
 
-import cma
 import numpy as np
 import torch
 
@@ -167,6 +166,10 @@ class CMAES(RankOptimizer):
         opts["randn"] = _NumpyRandn(self._seed)
 
         mean0 = start.detach().to(device="cpu", dtype=torch.float64).reshape(-1).numpy()
+        # Imported here, not at the top: pycma pulls in scipy.stats (~1 s), which every
+        # `import labkit` (an app's kernel among them) would otherwise pay for nothing.
+        import cma
+
         self.es = cma.CMAEvolutionStrategy(mean0.copy(), sigma0, opts)
         self.m: int = int(self.es.popsize)
         # The strategy as it was before the pending round was sampled (see the module docstring).
@@ -246,6 +249,8 @@ class CMAES(RankOptimizer):
         """Restore a state from :meth:`state_dict`; a pending round is sampled again, the same."""
         self._check_state_fits(state, self._shape, self.m)
         es = pickle.loads(state["es"])
+        import cma
+
         if not isinstance(es, cma.CMAEvolutionStrategy):
             raise ValueError(f"state['es'] must pickle a CMAEvolutionStrategy; got {type(es)}")
         self.es = es
