@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import site
 import subprocess
 import sys
 import venv
@@ -9,6 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from labkit.app import APPS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,9 +38,38 @@ def test_wheel_contains_the_bundle_the_weights_and_every_notebook(wheel: Path) -
         "labkit/models/digits.safetensors",
     ):
         assert needed in names
-    notebooks = {f"labkit/notebooks/{p.name}" for p in (ROOT / "notebooks").glob("*.ipynb")}
+    notebooks = {
+        f"labkit/notebooks/{p.relative_to(ROOT / 'notebooks').as_posix()}"
+        for p in (ROOT / "notebooks").rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in p.parts
+    }
     assert notebooks and notebooks <= names, notebooks - names
+    for app in APPS.values():  # `labkit app NAME` finds its notebook in the wheel
+        assert f"labkit/notebooks/{app.notebook}" in names, app.notebook
     assert not any("node_modules" in n or n.endswith(".TXT") for n in names)
+
+
+def _see_installed_dependencies(py: Path) -> None:
+    """Let the venv of ``py`` import the dependencies installed where this test runs.
+
+    They are gigabytes (torch): the venv reads them from this interpreter's site-packages, named
+    one per line in a ``.pth`` file of its own site-packages. That works whether this test runs in
+    a bare system Python or in a virtual environment (where ``--system-site-packages`` would
+    mean the *base* interpreter's packages, not this environment's). A ``.pth`` line is only
+    appended to ``sys.path``, after the venv's own site-packages, and the ``.pth`` files in those
+    folders are not run: the editable labkit of a checkout stays out, the wheel's labkit wins.
+    """
+    outer = [*site.getsitepackages()]
+    if site.ENABLE_USER_SITE and Path(site.getusersitepackages()).is_dir():
+        outer.append(site.getusersitepackages())
+    inner = subprocess.run(
+        [str(py), "-c", "import site; print(site.getsitepackages()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    (Path(inner) / "_outer_site_packages.pth").write_text("\n".join(outer) + "\n")
 
 
 @pytest.mark.slow
@@ -45,10 +77,9 @@ def test_wheel_installs_into_a_fresh_venv_and_generates_a_round(
     wheel: Path, tmp_path: Path
 ) -> None:
     env_dir = tmp_path / "venv"
-    # The venv sees the already installed dependencies (torch is gigabytes) but gets its own
-    # labkit from the wheel: we check below that the import comes from the venv.
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
+    _see_installed_dependencies(py)
     subprocess.run(
         [
             sys.executable,
@@ -74,8 +105,8 @@ import pathlib, torch, labkit
 assert pathlib.Path(labkit.__file__).is_relative_to({str(env_dir)!r}), labkit.__file__
 from labkit.widgets import RankingWidget
 from labkit.tasks.diffusion import DigitsTask
-from labkit.app import notebooks_dir
-assert (notebooks_dir() / "diffusion.ipynb").is_file()
+from labkit.app import APPS, notebooks_dir
+assert all((notebooks_dir() / a.notebook).is_file() for a in APPS.values())
 task = DigitsTask(3)
 opt = labkit.ZORankSGD(task.x0(0), lr=0.5, mu=0.3, m=8, seed=0)
 pngs = task.render(opt.ask())
