@@ -235,9 +235,10 @@ class AppView:
         assert self.session is not None
         ranked = self.session.round
         changes = sum(p.changed for p in self._picks)
+        rounds = "1 round" if ranked == 1 else f"{ranked} rounds"
         self.progress.value = (
-            f"<div class='labkit-app-progress'>round {ranked + 1} · {ranked} ranked · "
-            f"your pick changed {changes}×</div>"
+            f"<div class='labkit-app-progress'>{rounds} ranked · your pick changed "
+            f"{changes}×</div>"
         )
         thumbs = [p.thumb for p in self._picks if p.thumb is not None][-_STRIP:]
         with self.strip.hold_sync():

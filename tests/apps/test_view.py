@@ -31,7 +31,7 @@ def test_the_page_holds_title_instructions_one_ranker_and_the_current_pick(
     assert "Do this." in texts(view.widget)
     assert ranker(view.widget) is session._widget
     assert view.incumbent.value[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "round 1 · 0 ranked" in view.progress.value
+    assert "0 rounds ranked" in view.progress.value
     # The lesson's plot is not on an app page.
     assert session._plot is None
 
@@ -43,14 +43,14 @@ def test_a_round_updates_the_pick_the_progress_and_the_strip_and_undo_takes_it_b
     first = view.incumbent.value
     submit(view.widget, [3, 2, 1, 0])
     assert view.incumbent.value != first
-    assert "round 2 · 1 ranked · your pick changed 1×" in view.progress.value
+    assert "1 round ranked · your pick changed 1×" in view.progress.value
     shown = [t for t in view._thumbs if t.layout.display != "none"]
     assert [t.value for t in shown] == [view.incumbent.value]
     # Undo through the page: the pick, the progress and the strip go back.
     w = ranker(view.widget)
     w._on_frontend_msg(w, {"event": "undo", "round": w.round_id}, [])
     assert session.round == 0 and view.incumbent.value == first
-    assert "0 ranked" in view.progress.value
+    assert "0 rounds ranked" in view.progress.value
     assert all(t.layout.display == "none" for t in view._thumbs)
 
 
@@ -60,7 +60,7 @@ def test_the_strip_keeps_the_last_six_picks(tmp_path: Path) -> None:
         submit(view.widget)
     shown = [t for t in view._thumbs if t.layout.display != "none"]
     assert len(shown) == 6 and shown[-1].value == view.incumbent.value
-    assert "8 ranked" in view.progress.value
+    assert "8 rounds ranked" in view.progress.value
 
 
 def test_a_failing_pick_view_is_one_short_line_and_the_round_stays_taken(
@@ -121,4 +121,4 @@ def test_a_new_session_replaces_the_old_one_and_the_old_one_no_longer_drives_the
     assert isinstance(view.round_area.children[0], ipywidgets.VBox)
     assert ranker(view.widget) is new._widget
     old.submit([0, 1, 2, 3])  # e.g. a judge on the old session: the page must not move
-    assert "0 ranked" in view.progress.value
+    assert "0 rounds ranked" in view.progress.value
