@@ -24,7 +24,13 @@ from labkit.models import (
     load_digits_model,
     to_png,
 )
-from labkit.models.digits import DEFAULT_GUIDANCE, DEFAULT_STEPS, IMAGE_SIZE, NUM_CLASSES
+from labkit.models.digits import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_STEPS,
+    IMAGE_SIZE,
+    INTERACTIVE_STEPS,
+    NUM_CLASSES,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -171,27 +177,52 @@ def test_eta_positive_draws_from_the_generator(model: DigitsModel) -> None:
     assert (a - c).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("steps", [DEFAULT_STEPS, INTERACTIVE_STEPS])
 def test_samples_are_recognized_as_their_class(
-    model: DigitsModel, classifier: DigitClassifier
+    model: DigitsModel, classifier: DigitClassifier, steps: int
 ) -> None:
-    """Quality bar: the independent classifier names the requested digit for >= 80% of samples.
+    """Quality bar: the independent classifier names the requested digit for >= 90% of samples.
 
-    The shipped weights reach 100/100 with this seed at the default steps and guidance (see
-    MODEL_CARD.md); 80% leaves room for a retrained model or another BLAS, not for a broken one
-    (chance is 10%).
+    At ``generate``'s defaults and at the steps of the rounds a person waits for (DigitsTask's
+    default), with the default guidance. The shipped weights reach 100/100 with this seed at both
+    (see MODEL_CARD.md); 90% leaves room for another BLAS, not for a broken model (chance is 10%).
     """
     labels = torch.arange(NUM_CLASSES).repeat_interleave(10)
-    images = generate(
-        model, _latents(100, 0), labels, steps=DEFAULT_STEPS, guidance=DEFAULT_GUIDANCE
-    )
+    images = generate(model, _latents(100, 0), labels, steps=steps, guidance=DEFAULT_GUIDANCE)
     predicted = classifier.predict(images)
     per_class = torch.stack(
         [(predicted[labels == c] == c).float().mean() for c in range(NUM_CLASSES)]
     )
     accuracy = float((predicted == labels).float().mean())
-    assert accuracy >= 0.8, f"accuracy {accuracy:.2f}, per class {per_class.tolist()}"
+    assert accuracy >= 0.9, f"accuracy {accuracy:.2f}, per class {per_class.tolist()}"
     # No digit may be left out: each class is recognized at least half the time.
     assert float(per_class.min()) >= 0.5, per_class.tolist()
+
+
+def test_unconditional_samples_at_the_app_settings_look_like_digits(
+    model: DigitsModel, classifier: DigitClassifier
+) -> None:
+    """The digits app samples unconditionally (the null class) at INTERACTIVE_STEPS.
+
+    Share of samples the classifier gives some digit with p >= 0.5: 0.83 on these 200 latents
+    (0.86 at 10 steps; 0.85 at both on 500, MODEL_CARD.md); real digits score 0.96, so the gap is
+    the unconditional model's, not the step count's. The floor catches a broken sampler; every
+    digit must appear.
+    """
+    from labkit.models.digits import NULL_CLASS
+
+    images = generate(
+        model,
+        _latents(200, 1),
+        torch.full((200,), NULL_CLASS),
+        steps=INTERACTIVE_STEPS,
+        guidance=1.0,
+    )
+    probs = classifier.probabilities(images)
+    share = float((probs.max(dim=1).values >= 0.5).float().mean())
+    assert share >= 0.75, share
+    counts = torch.bincount(probs.argmax(dim=1), minlength=NUM_CLASSES)
+    assert int(counts.min()) >= 5, counts.tolist()
 
 
 # --- the judge and the data -------------------------------------------------------------------

@@ -348,6 +348,82 @@ def test_digits_task_render_score_and_one_call(digits: tuple[Any, Any]) -> None:
     assert p.shape == (4,) and float(p.min()) >= 0.0 and float(p.max()) <= 1.0
 
 
+def test_digits_task_defaults_to_the_interactive_steps(digits: tuple[Any, Any]) -> None:
+    from labkit.models.digits import DEFAULT_GUIDANCE, INTERACTIVE_STEPS
+
+    model, clf = digits
+    task = DigitsTask(8, condition=None, model=model, classifier=clf)
+    assert (task.steps, task.guidance) == (INTERACTIVE_STEPS, DEFAULT_GUIDANCE)
+    assert DigitsTask(8, steps=10, model=model, classifier=clf).steps == 10
+
+
+def _count_unet_rows(task: DigitsTask) -> tuple[list[int], Any]:
+    rows: list[int] = []
+    hook = task.model.unet.register_forward_pre_hook(lambda _m, args: rows.append(len(args[0])))
+    return rows, hook
+
+
+def test_digits_task_draws_only_latents_it_does_not_remember(digits: tuple[Any, Any]) -> None:
+    """A line-search round shows the incumbent and the previous winner again: not redrawn."""
+    from labkit.models.digits import NULL_CLASS, generate
+
+    task = _digits_task(digits, 8, condition=None, image_px=32)
+    gen = torch.Generator().manual_seed(5)
+    X = torch.randn(8, 1, 16, 16, generator=gen)
+    new = torch.randn(6, 1, 16, 16, generator=gen)
+    Y = torch.cat([X[3:4], new[:3], X[5:6], new[3:]])  # incumbent and winner among new rows
+    rows, hook = _count_unet_rows(task)
+    try:
+        a = task.images(X)
+        b = task.images(Y)
+        p = task.score(Y[4:5])  # the plot's score of the incumbent: remembered
+        pngs = task.render(Y)
+    finally:
+        hook.remove()
+    assert task.calls == 2
+    assert rows == [8] * task.steps + [6] * task.steps
+    # A new round is one batched generate of exactly its rows ...
+    null = torch.full((8,), NULL_CLASS)
+    ref = generate(task.model, renormalize_latents(X), null, steps=task.steps, guidance=1.0)
+    assert torch.equal(a, ref)
+    # ... a remembered latent gives, bit for bit, the image first drawn for it ...
+    assert torch.equal(b[0], a[3]) and torch.equal(b[4], a[5])
+    torch.testing.assert_close(p, digits[1].probabilities(a[5:6])[:, 8])
+    assert pngs[0] == task.render(X)[3]
+    # ... and the new rows are those of a batch of the new latents alone, in row order.
+    fresh = generate(task.model, renormalize_latents(new), null[:6], steps=task.steps, guidance=1.0)
+    assert torch.equal(b[[1, 2, 3, 5, 6, 7]], fresh)
+    # Drawn afresh in a batch of another size, a latent's image may differ in the last float bits
+    # (CPU kernels block by batch size), never by more: the tolerance the module documents.
+    whole = generate(task.model, renormalize_latents(Y), null, steps=task.steps, guidance=1.0)
+    torch.testing.assert_close(b, whole, atol=1e-5, rtol=0)
+
+
+def test_digits_task_memory_is_per_setting_deduplicated_and_bounded(
+    digits: tuple[Any, Any],
+) -> None:
+    from labkit.tasks.diffusion import _CACHE_ROWS
+
+    task = _digits_task(digits, 8, condition=None, steps=2, image_px=16)
+    X = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(6))
+    rows, hook = _count_unet_rows(task)
+    try:
+        task.images(torch.cat([X, X[:2]]))  # a latent twice in a round is drawn once
+        assert rows == [4, 4] and task.calls == 1
+        task.renormalize = False  # another setting: other images, drawn again
+        task.images(X)
+        assert task.calls == 2
+        task.renormalize = True
+        task.images(X)
+        assert task.calls == 2
+        # After _CACHE_ROWS newer images, the oldest are forgotten and drawn again.
+        task.images(torch.randn(_CACHE_ROWS, 1, 16, 16, generator=torch.Generator().manual_seed(7)))
+        task.images(X)
+        assert task.calls == 4
+    finally:
+        hook.remove()
+
+
 def test_digits_condition_and_renormalize(digits: tuple[Any, Any]) -> None:
     from labkit.models.digits import NULL_CLASS, generate
 
