@@ -105,6 +105,8 @@ class AppView:
         tile_px: size of a candidate's tile in the ranking widget.
         columns: tiles per row (0: as many as fit).
         incumbent_px: width of the current pick.
+        strip: show the last few picks as thumbnails under it (off where the pick is itself a
+            history, like the quickstart's path map).
 
     ``view.widget`` is the page (an ``ipywidgets.VBox``); the view displays as it, so the view
     itself can be a cell's last expression. :meth:`show_session` puts a session on it; calling it
@@ -120,6 +122,7 @@ class AppView:
         tile_px: int = 128,
         columns: int = 4,
         incumbent_px: int = 256,
+        strip: bool = True,
     ) -> None:
         for name, value in (("title", title), ("instructions", instructions)):
             if not isinstance(value, str) or not value.strip():
@@ -149,7 +152,9 @@ class AppView:
             )
             for _ in range(_STRIP)
         ]
-        self.strip = ipywidgets.HBox(self._thumbs, layout=ipywidgets.Layout(flex_flow="row wrap"))
+        self.strip = ipywidgets.HBox(
+            self._thumbs if strip else [], layout=ipywidgets.Layout(flex_flow="row wrap")
+        )
         self.message = ipywidgets.HTML()
         side = ipywidgets.VBox(
             [
@@ -237,8 +242,7 @@ class AppView:
         changes = sum(p.changed for p in self._picks)
         rounds = "1 round" if ranked == 1 else f"{ranked} rounds"
         self.progress.value = (
-            f"<div class='labkit-app-progress'>{rounds} ranked · your pick changed "
-            f"{changes}×</div>"
+            f"<div class='labkit-app-progress'>{rounds} ranked · your pick changed {changes}×</div>"
         )
         thumbs = [p.thumb for p in self._picks if p.thumb is not None][-_STRIP:]
         with self.strip.hold_sync():

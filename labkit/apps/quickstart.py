@@ -93,6 +93,7 @@ def quickstart_app(*, function: str = "sphere", tile_px: int = 128, log: Any = N
         controls=[restart],
         tile_px=tile_px,
         incumbent_px=320,
+        strip=False,  # the path map already shows every pick
     )
 
     def start(_: object = None) -> None:

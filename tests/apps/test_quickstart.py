@@ -33,6 +33,8 @@ def test_the_path_grows_with_each_round_and_an_undo_shortens_it(tmp_path: Path) 
     w = ranker(page)
     w._on_frontend_msg(w, {"event": "undo", "round": w.round_id}, [])
     assert _red_pixels(pick.value) == red[2]
+    # The path is the history: no strip of small path maps beside it.
+    assert page.strip.children == ()
 
 
 def test_start_over_is_a_new_session_in_the_log(tmp_path: Path) -> None:
