@@ -37,6 +37,7 @@ sampling step t = 999 (the level the Gaussian latents actually have), not t = 90
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import math
@@ -713,6 +714,7 @@ def _evaluate(
     gen = torch.Generator().manual_seed(seed)
     labels = torch.arange(NUM_CLASSES).repeat_interleave(per_class)
     latents = torch.randn(labels.shape[0], 1, IMAGE_SIZE, IMAGE_SIZE, generator=gen)
+    unconditional = torch.randn(500, 1, IMAGE_SIZE, IMAGE_SIZE, generator=gen)
     for steps in steps_list:
         for guidance in guidance_list:
             imgs = generate(model, latents, labels, steps=steps, guidance=guidance)
@@ -734,6 +736,25 @@ def _evaluate(
                 f"on {labels.shape[0]} samples; round of 8: best {min(times):.3f} s, "
                 f"median {sorted(times)[2]:.3f} s, CPU time best {min(cpu):.3f} s"
             )
+        # Unconditional (the null class, one pass a step: what the digits app draws). No digit
+        # was asked for, so the figure is the share the classifier gives *some* digit with
+        # p >= 0.5 (the real train images: 0.96).
+        null = torch.full((unconditional.shape[0],), NULL_CLASS)
+        imgs = generate(model, unconditional, null, steps=steps, guidance=1.0)
+        probs = clf.probabilities(imgs)
+        share = float((probs.max(dim=1).values >= 0.5).float().mean())
+        pred = probs.argmax(dim=1)
+        cpu_u = _cpu_best(
+            functools.partial(
+                generate, model, unconditional[:8], null[:8], steps=steps, guidance=1.0
+            ),
+            5,
+        )
+        print(
+            f"steps={steps:3d} unconditional: p(some digit) >= 0.5 for {share:.3f} of "
+            f"{null.shape[0]} samples (spread {_spread(imgs, pred):.3f} by predicted digit); "
+            f"round of 8: CPU time best {cpu_u:.3f} s"
+        )
     if grid is not None:
         # Grid: one row per digit, 10 columns, at the defaults.
         g_labels = torch.arange(NUM_CLASSES).repeat_interleave(10)
