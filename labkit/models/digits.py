@@ -89,9 +89,9 @@ NULL_CLASS = 10
 #: quality/time trade-off that picked it).
 DEFAULT_STEPS = 10
 #: DDIM steps for images a person waits for: the default of :class:`labkit.tasks.DigitsTask`,
-#: so of the digits app's rounds. 4 steps draw a round of 8 unconditional images in ~0.11 s on one
-#: core (2.5× fewer UNet passes than 10) at the same classifier figures (MODEL_CARD.md, "Quality
-#: and speed"); only the spread of the samples drops a little.
+#: so of the digits app's rounds. 4 steps draw a round of 8 unconditional images in 0.12-0.15 s of
+#: one core (2.5x fewer UNet passes than 10) at about the same classifier figures (MODEL_CARD.md,
+#: "Quality and speed"); only the spread of the samples drops a little.
 INTERACTIVE_STEPS = 4
 #: Guidance scale w used by :func:`generate` unless told otherwise; 1.0 means plain conditional.
 DEFAULT_GUIDANCE = 1.5
