@@ -11,11 +11,11 @@ single-notebook server, and why:
   tokened page sets (the websocket of the page's kernel rides on that cookie). A request without
   either gets a short 403 page: no login form, so no kernel is started and there is nothing to
   guess at. Tokens are scrubbed from the request log.
-* **Cap.** While ``max_kernels`` visitors hold a kernel, the next one gets a short 503 page ("the
-  app is full, try again shortly") instead of a kernel that would exhaust the memory. Visitors are
-  counted as the manager's kernels less the preheated pool (:meth:`_Gate.visitors`); a pool
-  refill still starting is not yet a kernel, so at worst ``max_kernels + pool_size`` visitors
-  hold kernels for the seconds a refill takes.
+* **Cap.** While ``max_kernels`` visitors hold a kernel (or are getting one), the next one gets a
+  short 503 page ("the app is full, try again shortly") instead of a kernel that would exhaust
+  the memory (:class:`_Gate`). The preheated pool (``--pool_size``) comes on top. A warm kernel
+  handed to a visitor counts as active from then on, so the culler cannot take it in the seconds
+  before the page connects, however long it waited in the pool.
 * **Errors.** The page handler's errors are one fixed sentence each: no traceback, no path, nothing
   of the request echoed. Tracebacks of failing cells are off (``show_tracebacks``, set by
   ``labkit.app``).
@@ -23,8 +23,8 @@ single-notebook server, and why:
   every Jupyter handler's response; ``Referrer-Policy: no-referrer`` keeps the tokened URL from
   leaking to a link's target.
 * **Status.** ``GET {base_url}labkit/status`` (token required) answers JSON ``{"kernels": n,
-  "visitors": v, "warm": w, "max_kernels": N}``: ``labkit app`` waits for it before printing the
-  URL, and the tests and the load benchmark read kernel counts from it.
+  "visitors": v, "warm": w, "pending": p, "max_kernels": N}``: ``labkit app`` waits for it
+  before printing the URL, and the tests and the load benchmark read kernel counts from it.
 
 Culling of idle kernels is Jupyter's own (``MappingKernelManager.cull_idle_timeout``, set by
 ``labkit.app``); Voilà's kernel manager never culls its preheated pool.
@@ -39,14 +39,17 @@ if __name__ == "__main__" and not __package__:
     # session, widgets, ...) would shadow any top-level module of that name.
     del sys.path[0]
 
+import contextlib
+import contextvars
 import html
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any
 
 import tornado.web
+from jupyter_core.utils import ensure_async
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.log import log_request
 from jupyter_server.utils import url_path_join
@@ -75,35 +78,94 @@ _HEADERS = {
 }
 
 
+#: The admission of the page request running in this asyncio task (None outside one): the
+#: kernel manager's hooks settle it when they learn the visitor's kernel.
+_ADMISSION: contextvars.ContextVar[_Admission | None] = contextvars.ContextVar(
+    "labkit_admission", default=None
+)
+
+
+class _Admission:
+    """One admitted page request, pending until its kernel is known."""
+
+    settled = False
+
+
 class _Gate:
     """Admission of visitors: at most ``max_kernels`` of them hold a kernel at once.
 
-    Tornado runs handlers on one thread, so the check and the count of admissions in flight
-    happen without a lock.
+    A visitor's kernel is one the page handler had started (``start_kernel``) or handed out from
+    the preheated pool (``get_rendered_notebook``): :meth:`watch` wraps those two methods of the
+    kernel manager *instance*, which only the page handler calls (the pool starts its kernels
+    through the class's own ``start_kernel``). A request counts as pending from its admission until
+    its kernel is known, so a burst of requests cannot all pass the check at once. Tornado runs
+    handlers on one thread: no lock.
     """
 
     def __init__(self, max_kernels: int) -> None:
         self.max_kernels = max_kernels
-        self.admitting = 0  # admitted requests whose kernel may not be in the manager yet
+        self.pending = 0
+        self._kernel_ids: set[str] = set()
+        self._km: Any = None
 
-    @staticmethod
-    def visitors(kernel_manager: Any, notebook: str) -> tuple[int, int, int]:
-        """(kernels, visitors, warm): the manager's kernels, those held by visitors, the pool."""
-        kernels = len(kernel_manager.list_kernel_ids())
-        warm = kernel_manager.get_pool_size(notebook)  # ready or starting
-        return kernels, max(kernels - warm, 0), warm
+    def watch(self, kernel_manager: Any) -> None:
+        """Learn the visitors' kernels of ``kernel_manager`` (Voilà's preheating manager)."""
+        self._km = kernel_manager
+        start_kernel = kernel_manager.start_kernel
+        get_rendered_notebook = kernel_manager.get_rendered_notebook
 
-    def full(self, kernel_manager: Any, notebook: str) -> bool:
-        _, visitors, _ = self.visitors(kernel_manager, notebook)
-        return visitors + self.admitting >= self.max_kernels
+        async def started(*args: Any, **kwargs: Any) -> str:
+            kernel_id = await ensure_async(start_kernel(*args, **kwargs))
+            self._settle(kernel_id)
+            return str(kernel_id)
 
-    @contextmanager
+        async def handed_out(*args: Any, **kwargs: Any) -> Any:
+            task, rendered, kernel_id = await get_rendered_notebook(*args, **kwargs)
+            # A warm kernel may have sat idle in the pool longer than the cull timeout: it is
+            # the visitor's from now, so the culler must not take it before the page connects.
+            kernel_manager.get_kernel(kernel_id).last_activity = datetime.now(timezone.utc)
+            self._settle(kernel_id)
+            return task, rendered, kernel_id
+
+        kernel_manager.start_kernel = started
+        kernel_manager.get_rendered_notebook = handed_out
+
+    def _settle(self, kernel_id: str) -> None:
+        self._kernel_ids.add(kernel_id)
+        admission = _ADMISSION.get()
+        if admission is not None and not admission.settled:
+            admission.settled = True
+            self.pending -= 1
+
+    def counts(self, notebook: str) -> dict[str, int]:
+        """The manager's kernels, the visitors' among them, the warm pool, pending requests."""
+        live = set(self._km.list_kernel_ids())
+        self._kernel_ids &= live  # culled or shut down: no longer a visitor's
+        return {
+            "kernels": len(live),
+            "visitors": len(self._kernel_ids),
+            "warm": self._km.get_pool_size(notebook),  # ready or starting
+            "pending": self.pending,
+            "max_kernels": self.max_kernels,
+        }
+
+    def full(self, notebook: str) -> bool:
+        c = self.counts(notebook)
+        return c["visitors"] + c["pending"] >= self.max_kernels
+
+    @contextlib.contextmanager
     def admitted(self) -> Iterator[None]:
-        self.admitting += 1
+        """Count the request running in this task as pending until its kernel is known."""
+        admission = _Admission()
+        token = _ADMISSION.set(admission)
+        self.pending += 1
         try:
             yield
         finally:
-            self.admitting -= 1
+            if not admission.settled:
+                admission.settled = True
+                self.pending -= 1
+            _ADMISSION.reset(token)
 
 
 def _error_page(handler: tornado.web.RequestHandler, status_code: int) -> None:
@@ -137,10 +199,9 @@ class AppPageHandler(TornadoVoilaHandler):
         if path:  # not the app itself (a file next to it): Voilà redirects, starting nothing
             await super().get(path=path)
             return
-        if self._gate.full(self.kernel_manager, self.notebook_path):
+        if self._gate.full(self.notebook_path):
             self.log.warning("labkit: the app is full (%d visitors)", self._gate.max_kernels)
             raise tornado.web.HTTPError(503)
-        # Admitted until the page's first bytes go out: by then its kernel is in the manager.
         with self._gate.admitted():
             pages = self.get_generator(path=path)
             first = await anext(pages, None)
@@ -162,18 +223,8 @@ class StatusHandler(APIHandler):
 
     @tornado.web.authenticated
     def get(self) -> None:
-        kernels, visitors, warm = self._gate.visitors(self.kernel_manager, self._notebook)
         self.set_header("Content-Type", "application/json")
-        self.finish(
-            json.dumps(
-                {
-                    "kernels": kernels,
-                    "visitors": visitors,
-                    "warm": warm,
-                    "max_kernels": self._gate.max_kernels,
-                }
-            )
-        )
+        self.finish(json.dumps(self._gate.counts(self._notebook)))
 
 
 class LabkitVoila(Voila):
@@ -194,12 +245,14 @@ class LabkitVoila(Voila):
         settings["headers"] = dict(_HEADERS)
         # jupyter_server's request log, which scrubs ?token=... from the logged URLs.
         settings["log_function"] = log_request
+        self._gate = _Gate(self.max_kernels)
+        self._gate.watch(self.kernel_manager)
         return settings
 
     def init_handlers(self) -> list[Any]:
         if not self.notebook_path:
             raise ValueError("labkit's Voilà serves one notebook; none was given")
-        gate = _Gate(self.max_kernels)
+        gate = self._gate
         login = {spec[0] for spec in self.identity_provider.get_handlers()}
         handlers = []
         for spec in super().init_handlers():

@@ -138,7 +138,13 @@ def test_token_cap_headers_and_culling(capped_app: str) -> None:
     status, _, _ = _get(bare + "?token=" + "0" * len(token))
     assert status == 403
     time.sleep(0.5)
-    assert app.server_status(link) == {"kernels": 0, "visitors": 0, "warm": 0, "max_kernels": 1}
+    assert app.server_status(link) == {
+        "kernels": 0,
+        "visitors": 0,
+        "warm": 0,
+        "pending": 0,
+        "max_kernels": 1,
+    }
     # 2. The link: the page, with its kernel, framed by nobody else.
     status, headers, body = _get(link)
     assert status == 200 and "kernelId" in body
