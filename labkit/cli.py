@@ -19,6 +19,7 @@ _BENCHES = {
     "latency": ("labkit.bench.latency", "click-to-next-round latency in chromium against Voilà"),
     "control": ("labkit.bench.control", "policies from rankings of rollouts (MuJoCo, classic)"),
     "diffusion": ("labkit.bench.diffusion", "rounds to steer digits latents to a judge's target"),
+    "load": ("labkit.bench.load", "many visitors ranking in one labkit app at once, in chromium"),
 }
 
 

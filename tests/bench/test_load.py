@@ -1,0 +1,50 @@
+"""``labkit bench load``: its log check, and a small real run in chromium."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labkit.bench import load
+from labkit.store import RoundLog
+
+
+def _log(db: Path, sessions: list[list[list[int]]]) -> None:
+    with RoundLog(db) as log:
+        for i, rankings in enumerate(sessions):
+            sid = log.new_session(meta={"name": f"s{i}"})
+            for r, ranking in enumerate(rankings):
+                log.append(sid, round=r, ranking=ranking, m=len(ranking))
+
+
+def test_check_log_finds_lost_and_mixed_rankings(tmp_path: Path) -> None:
+    visits = [load.Visit(0, rankings=[(0, 1), (1, 0)]), load.Visit(1, rankings=[(1, 0), (1, 0)])]
+    good = tmp_path / "good.sqlite"
+    _log(good, [[[1, 0], [1, 0]], [[0, 1], [1, 0]]])
+    assert load.check_log(good, visits, rounds=2) == ([], 4)
+    lost = tmp_path / "lost.sqlite"
+    _log(lost, [[[0, 1], [1, 0]], [[1, 0]]])
+    problems, logged = load.check_log(lost, visits, rounds=2)
+    assert logged == 3 and any("not 0..1" in p for p in problems)
+    mixed = tmp_path / "mixed.sqlite"
+    _log(mixed, [[[0, 1], [1, 0]], [[0, 1], [1, 0]]])
+    problems, _ = load.check_log(mixed, visits, rounds=2)
+    assert any("no visitor's" in p for p in problems)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_small_crowd_ranks_apart_within_a_memory_bound_and_is_culled(tmp_path: Path) -> None:
+    pytest.importorskip("playwright.async_api", reason="needs playwright (python)")
+    if not Path(load.CHROMIUM).exists():
+        pytest.skip(f"needs Debian's chromium at {load.CHROMIUM}")
+    # --cull-after 20: shorter, and a loaded machine's page may still be loading when its kernel
+    # counts as idle.
+    r = load.run_load(visitors=3, rounds=2, max_kernels=3, cull_after=20, work=tmp_path)
+    assert r["problems"] == [], (r["problems"], (tmp_path / "server.log").read_text()[-3000:])
+    assert r["logged"] == r["submitted"] == 6
+    # Measured (docs/benchmarks.md): about 0.45 GiB RSS per quickstart kernel, 0.2 GiB the
+    # server; 3 visitors + 1 warm kernel stay well under 3 GiB.
+    assert r["peak_rss_mib"] < 3 * 1024, r
+    assert r["culled_after_close_s"] is not None and r["culled_after_close_s"] < 20 + 30
