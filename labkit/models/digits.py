@@ -810,7 +810,8 @@ def _profile(*, steps_list: Sequence[int], image_px: int, repeats: int, threads:
     sched = model.scheduler()
     sched.set_timesteps(10)
     v = torch.randn_like(z)
-    step = _cpu_best(lambda: sched.step(v, sched.timesteps[3], z, return_dict=False), repeats)
+    t3 = int(sched.timesteps[3])
+    step = _cpu_best(lambda: sched.step(v, t3, z, return_dict=False), repeats)
     print(
         f"scheduler: new + set_timesteps {_cpu_best(new_scheduler, repeats) * 1e3:.2f} ms a call, "
         f"step {step * 1e3:.2f} ms"
