@@ -848,8 +848,35 @@ def _profile(*, steps_list: Sequence[int], image_px: int, repeats: int, threads:
             f"score of a remembered incumbent {score * 1e3:.2f} ms (drawn afresh: the 1 above)"
         )
 
+    def loop(steps: int, rounds: int = 13) -> str:
+        # What the kernel does between a click and the next round, as the app does it: tell the
+        # ranking, render the next round, then the plot's score and thumbnail of the incumbent.
+        from labkit.optim.zo_ranksgd import ZORankSGD
+
+        task = DigitsTask(
+            8, condition=None, steps=steps, image_px=image_px, model=model, classifier=clf
+        )
+        opt = ZORankSGD(task.x0(1), lr=8.0, mu=1.0, m=8, line_search=6, seed=0)
+        times = []
+        for _ in range(rounds):
+            ranking = torch.argsort(task.score(opt.ask()), descending=True).tolist()
+            c0 = time.process_time()
+            opt.tell(ranking)
+            task.render(opt.ask())
+            task.score(opt.x.unsqueeze(0))
+            task.render(opt.x.unsqueeze(0))
+            times.append(time.process_time() - c0)
+        times = sorted(times[1:])  # the first round's incumbent was never drawn in a round
+        return (
+            f"steps={steps:2d}: app loop (tell, render next round, incumbent score and "
+            f"thumbnail), {len(times)} rounds: median {times[len(times) // 2] * 1e3:.0f} ms, "
+            f"best {times[0] * 1e3:.0f} ms a round"
+        )
+
     for steps in steps_list:
         print(line(steps))
+    for steps in steps_list:
+        print(loop(steps))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
