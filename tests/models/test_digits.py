@@ -300,6 +300,22 @@ def test_to_png_refuses_bad_input(
 # --- the train command ----------------------------------------------------------------------
 
 
+def test_profile_command_reports_each_piece(capsys: pytest.CaptureFixture[str]) -> None:
+    from labkit.models.digits import main
+
+    assert main(["profile", "--steps", "1", "--repeats", "1", "--px", "32"]) == 0
+    out = capsys.readouterr().out
+    for piece in (
+        "UNet pass",
+        "scheduler",
+        "to_png",
+        "classifier",
+        "DigitsTask.render",
+        "app loop",
+    ):
+        assert piece in out, out
+
+
 def test_train_command_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "tiny.safetensors"
     env = {
