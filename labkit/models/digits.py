@@ -454,20 +454,43 @@ class DigitClassifier:
     images, which it never saw, is about 0.95 (see MODEL_CARD.md).
 
     The fitted weights are kept as torch tensors so :meth:`probabilities` runs on the images'
-    device without leaving torch.
+    device without leaving torch. The fit happens on first use, once.
     """
 
     def __init__(self, *, C: float = 1.0) -> None:
-        """Fit on the held-out split; ``C`` is the inverse L2 strength of scikit-learn."""
-        from sklearn.linear_model import LogisticRegression
+        """``C`` is the inverse L2 strength of scikit-learn.
 
+        The fit on the held-out split happens on first use (:attr:`weight`, :meth:`logits`), not
+        here: an app's kernel builds a task, and so a classifier, before its first round, but
+        shows no score, and on a busy 2-core machine the fit took seconds of that start-up.
+        """
         if not C > 0:
             raise ValueError(f"C must be > 0; got {C!r}")
-        x, y = load_digit_images("held_out")
-        clf = LogisticRegression(C=C, max_iter=5000)
-        clf.fit(x.flatten(1).numpy().astype(np.float64), y.numpy())
-        self.weight = torch.from_numpy(clf.coef_.astype(np.float32))  # (10, 256)
-        self.bias = torch.from_numpy(clf.intercept_.astype(np.float32))  # (10,)
+        self.C = C
+        self._fitted: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _fit(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._fitted is None:
+            from sklearn.linear_model import LogisticRegression
+
+            x, y = load_digit_images("held_out")
+            clf = LogisticRegression(C=self.C, max_iter=5000)
+            clf.fit(x.flatten(1).numpy().astype(np.float64), y.numpy())
+            self._fitted = (
+                torch.from_numpy(clf.coef_.astype(np.float32)),  # (10, 256)
+                torch.from_numpy(clf.intercept_.astype(np.float32)),  # (10,)
+            )
+        return self._fitted
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """``(10, 256)`` float32 weights of the fitted regression (fitted on first access)."""
+        return self._fit()[0]
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """``(10,)`` float32 intercepts of the fitted regression (fitted on first access)."""
+        return self._fit()[1]
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """``(n, 10)`` unnormalized log-probabilities of ``images`` ``(n, 1, 16, 16)`` in [0, 1]."""

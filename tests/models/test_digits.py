@@ -263,6 +263,17 @@ def test_classifier_probabilities_and_accuracy_on_unseen_digits(
         classifier.probabilities(torch.zeros(3, 256))
 
 
+def test_the_classifier_fits_on_first_use_not_when_made() -> None:
+    # An app builds a task (and a classifier) before its first round but shows no score.
+    clf = DigitClassifier()
+    assert clf._fitted is None
+    weight = clf.weight
+    assert weight.shape == (NUM_CLASSES, IMAGE_SIZE * IMAGE_SIZE) and clf._fitted is not None
+    assert clf.weight is weight  # fitted once
+    with pytest.raises(ValueError, match="C must be > 0"):
+        DigitClassifier(C=0)
+
+
 # --- PNGs -----------------------------------------------------------------------------------
 
 
