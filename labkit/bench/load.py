@@ -303,7 +303,7 @@ def run_load(
     visitors: int = 10,
     rounds: int = 5,
     max_kernels: int = 10,
-    cull_after: int = 20,
+    cull_after: int = 60,
     pool_size: int = 1,
     work: Path | None = None,
 ) -> dict[str, Any]:
@@ -386,7 +386,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--max-kernels", type=positive_int, default=10, help="labkit app --max-kernels (10)"
     )
     p.add_argument(
-        "--cull-after", type=positive_int, default=20, help="labkit app --cull-after (20 s)"
+        "--cull-after", type=positive_int, default=60, help="labkit app --cull-after (60 s)"
     )
     p.add_argument("--pool-size", type=int, default=1, help="labkit app --pool-size (1)")
     p.add_argument(
