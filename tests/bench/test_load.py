@@ -44,7 +44,7 @@ def test_a_small_crowd_ranks_apart_within_a_memory_bound_and_is_culled(tmp_path:
     r = load.run_load(visitors=3, rounds=2, max_kernels=3, cull_after=30, work=tmp_path)
     assert r["problems"] == [], (r["problems"], (tmp_path / "server.log").read_text()[-3000:])
     assert r["logged"] == r["submitted"] == 6
-    # Measured (docs/benchmarks.md): about 0.45 GiB RSS per quickstart kernel, 0.2 GiB the
-    # server; 3 visitors + 1 warm kernel stay well under 3 GiB.
+    # Measured (docs/benchmarks.md): about 0.33 GiB RSS per quickstart kernel, 0.3 GiB labkit
+    # app and Voilà; 3 visitors + 1 warm kernel hold about 1.6 GiB.
     assert r["peak_rss_mib"] < 3 * 1024, r
     assert r["culled_after_close_s"] is not None and r["culled_after_close_s"] < 30 + 30
