@@ -1,20 +1,26 @@
 """labkit: steer a model by ranking what it produces.
 
-The public surface is small; everything else is reached through its module. The widgets are
-imported on first use (``labkit.RankingWidget``), so a script that only optimizes never loads the
-Jupyter stack.
+The public surface is small; everything else is reached through its module. Every public name
+is imported on first use (``labkit.ZORankSGD``, ``from labkit import Session``): ``import labkit``
+itself loads nothing heavy, so ``labkit app`` (whose server never needs torch) starts in a moment,
+and a script that only optimizes never loads the Jupyter stack.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labkit.optim import CMAES, OptimizeResult, RankOptimizer, ZORankSGD, optimize
-from labkit.oracles import NoisyJudge, ScoreJudge, TopKJudge, ranking_from_values
-from labkit.ranking import Ranking, validate_ranking
-from labkit.session import Session
-from labkit.store import RoundLog
-from labkit.tasks.functions import FunctionTask
+if TYPE_CHECKING:  # what the names below are, for type checkers and editors
+    from labkit.optim import CMAES, OptimizeResult, RankOptimizer, ZORankSGD, optimize
+    from labkit.oracles import NoisyJudge, ScoreJudge, TopKJudge, ranking_from_values
+    from labkit.ranking import Ranking, validate_ranking
+    from labkit.session import Session
+    from labkit.store import RoundLog
+    from labkit.tasks.control import ControlTask
+    from labkit.tasks.diffusion import DigitsTask, PipelineTask
+    from labkit.tasks.functions import FunctionTask
+    from labkit.widgets.progress import ProgressPlot
+    from labkit.widgets.ranker import RankingWidget
 
 __version__ = "0.1.0"
 
@@ -41,7 +47,22 @@ __all__ = [
     "validate_ranking",
 ]
 
+#: Each public name and the module that defines it.
 _LAZY = {
+    "CMAES": "labkit.optim",
+    "OptimizeResult": "labkit.optim",
+    "RankOptimizer": "labkit.optim",
+    "ZORankSGD": "labkit.optim",
+    "optimize": "labkit.optim",
+    "NoisyJudge": "labkit.oracles",
+    "ScoreJudge": "labkit.oracles",
+    "TopKJudge": "labkit.oracles",
+    "ranking_from_values": "labkit.oracles",
+    "Ranking": "labkit.ranking",
+    "validate_ranking": "labkit.ranking",
+    "Session": "labkit.session",
+    "RoundLog": "labkit.store",
+    "FunctionTask": "labkit.tasks.functions",
     "ControlTask": "labkit.tasks.control",
     "DigitsTask": "labkit.tasks.diffusion",
     "PipelineTask": "labkit.tasks.diffusion",
@@ -54,5 +75,11 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # looked up once
+        return value
     raise AttributeError(f"module 'labkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -50,3 +50,16 @@ def test_app_refuses_an_unknown_app_and_a_busy_port(capsys: pytest.CaptureFixtur
         with pytest.raises(SystemExit):
             cli.main(["app", "quickstart", "--port", str(port), "--no-browser"])
     assert "in use" in capsys.readouterr().err
+
+
+def test_import_labkit_and_the_app_command_load_no_torch() -> None:
+    # `labkit app` starts a server that never needs torch; its import would cost seconds of every
+    # start. The public names are still there, imported on first use.
+    code = (
+        "import sys, labkit, labkit.cli, labkit.app\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert labkit.ZORankSGD.__name__ == 'ZORankSGD' and 'torch' in sys.modules\n"
+        "from labkit import Session, RoundLog\n"
+        "assert set(labkit.__all__) <= set(dir(labkit))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
