@@ -6,6 +6,7 @@ this process) and read the tokened link it prints, as a person would.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +49,9 @@ def test_voila_command_serves_on_loopback_with_preheated_capped_culled_kernels()
     assert _value(cmd, "--MappingKernelManager.cull_interval") == "30"
     assert _value(cmd, "--MappingKernelManager.cull_connected") == "True"
     assert not any("token" in c for c in cmd), "the token never goes on a command line"
+    assert json.loads(_value(cmd, "--VoilaConfiguration.extension_denylist")) == [
+        "jupyterlab-plotly"
+    ]
 
 
 def test_the_link_has_the_token_and_the_prefix() -> None:
