@@ -355,7 +355,7 @@ def wait_logged(db: Path, name: str, count: int, *, timeout_s: float) -> list[An
 def rank_by_drag_and_check(page: Any, db: Path, shot: Path, *, timeout_s: float) -> None:
     """One round by mouse: drag the last tile to the top, submit, check the kernel's log."""
     r = shown_round(page)
-    before = len(wait_logged(db, "quickstart", r, timeout_s=timeout_s))
+    before = len(wait_logged(db, "app-quickstart", r, timeout_s=timeout_s))
     shown = dom_order(page)
     labels = label_map(page)
     last_label = len(shown)
@@ -366,17 +366,17 @@ def rank_by_drag_and_check(page: Any, db: Path, shot: Path, *, timeout_s: float)
     page.screenshot(path=str(shot))
     page.get_by_role("button", name="Submit ranking").first.click()
     wait_for_round(page, r + 1, timeout_s=timeout_s)
-    rounds = wait_logged(db, "quickstart", before + 1, timeout_s=timeout_s)
+    rounds = wait_logged(db, "app-quickstart", before + 1, timeout_s=timeout_s)
     assert len(rounds) == before + 1
     assert rounds[-1].round == r
     assert list(rounds[-1].ranking) == order, "the log must hold the ranking the page showed"
-    assert rounds[-1].rater == "you" and rounds[-1].m == len(shown)
+    assert rounds[-1].rater == "visitor" and rounds[-1].m == len(shown)
 
 
 def rank_by_keyboard_and_check(page: Any, db: Path, shot: Path, *, timeout_s: float) -> None:
     """One round by keyboard only: labels 3 then 1, Enter; check the kernel's log."""
     r = shown_round(page)
-    before = len(wait_logged(db, "quickstart", r, timeout_s=timeout_s))
+    before = len(wait_logged(db, "app-quickstart", r, timeout_s=timeout_s))
     shown = dom_order(page)
     labels = label_map(page)
     expected = [labels[3], labels[1]] + [c for c in shown if c not in (labels[3], labels[1])]
@@ -389,7 +389,7 @@ def rank_by_keyboard_and_check(page: Any, db: Path, shot: Path, *, timeout_s: fl
     page.screenshot(path=str(shot))
     page.keyboard.press("Enter")
     wait_for_round(page, r + 1, timeout_s=timeout_s)
-    rounds = wait_logged(db, "quickstart", before + 1, timeout_s=timeout_s)
+    rounds = wait_logged(db, "app-quickstart", before + 1, timeout_s=timeout_s)
     assert len(rounds) == before + 1
     assert rounds[-1].round == r
     assert list(rounds[-1].ranking) == expected
