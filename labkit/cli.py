@@ -16,7 +16,7 @@ from collections.abc import Sequence
 _BENCHES = {
     "functions": ("labkit.bench.functions", "rounds-to-target on standard test functions"),
     "speed": ("labkit.bench.speed", "ask+tell wall time and memory against numpy and the floor"),
-    "latency": ("labkit.bench.latency", "labkit app in chromium: start-up, a visitor's arrival, click to next round"),
+    "latency": ("labkit.bench.latency", "labkit app in chromium: start-up, next round"),
     "control": ("labkit.bench.control", "policies from rankings of rollouts (MuJoCo, classic)"),
     "diffusion": ("labkit.bench.diffusion", "rounds to steer digits latents to a judge's target"),
     "load": ("labkit.bench.load", "many visitors ranking in one labkit app at once, in chromium"),
