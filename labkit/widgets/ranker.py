@@ -329,6 +329,7 @@ class RankingWidget(anywidget.AnyWidget):
     # ---- what the browser may write ------------------------------------------------------------
 
     def _refuse(self, message: str) -> traitlets.TraitError:
+        message = _cut(message)  # it may echo what the page sent, of any length
         self.set_trait("error", message)
         return traitlets.TraitError(message)
 
@@ -473,7 +474,7 @@ class RankingWidget(anywidget.AnyWidget):
                 super().set_state(accepted)
         except traitlets.TraitError as exc:
             # Rolled back by traitlets (including the error the validator set); say it again.
-            self.set_trait("error", str(exc))
+            self.set_trait("error", _cut(str(exc)))
             refused.extend(accepted)
         if refused:
             self.send_state(refused)
@@ -482,7 +483,7 @@ class RankingWidget(anywidget.AnyWidget):
 
     def _on_frontend_msg(self, _widget: object, content: Any, _buffers: object) -> None:
         if not isinstance(content, Mapping) or content.get("event") != "undo":
-            self.set_trait("error", f"unknown message from the page: {content!r}")
+            self.set_trait("error", _cut(f"unknown message from the page: {content!r}"))
             return
         round_ = content.get("round")
         if self.round_id is None:
@@ -494,8 +495,10 @@ class RankingWidget(anywidget.AnyWidget):
         elif isinstance(round_, bool) or round_ != self.round_id:
             self.set_trait(
                 "error",
-                f"stale undo request (made while round {round_!r} was on screen, now round "
-                f"{self.round_id}); nothing was undone",
+                _cut(
+                    f"stale undo request (made while round {round_!r} was on screen, now round "
+                    f"{self.round_id}); nothing was undone"
+                ),
             )
         elif not self.can_undo:
             self.set_trait("error", "nothing to undo")
@@ -534,6 +537,15 @@ class RankingWidget(anywidget.AnyWidget):
         are refused with a message in ``error``. ``remove=True`` unregisters the callback.
         """
         _register(self._undo_callbacks, callback, remove=remove)
+
+
+#: The most characters of an error shown on the page: messages may echo what the page sent.
+_ERROR_CHARS = 300
+
+
+def _cut(message: str) -> str:
+    """``message`` cut to :data:`_ERROR_CHARS` characters (with an ellipsis when cut)."""
+    return message if len(message) <= _ERROR_CHARS else message[: _ERROR_CHARS - 1] + "…"
 
 
 def _register(callbacks: list[Any], callback: Callable[..., object], *, remove: bool) -> None:

@@ -834,3 +834,16 @@ def test_browser_large_view_and_undo(page: Any) -> None:
     page.get_by_role("button", name="Undo").click()
     bridge.pump()
     assert len(got) == 1 and undone == [4]
+
+
+def test_errors_echoing_what_the_page_sent_are_cut_to_a_sane_length() -> None:
+    w = RankingWidget()
+    w.show_round([b"\x89PNG\r\n\x1a\n"] * 3, round_id=0)
+    huge = list(range(100_000))
+    w.set_state({"submitted": {"round": 0, "ranking": huge}})
+    assert w.error and len(w.error) <= 300 and w.error.endswith("…")
+    w._on_frontend_msg(w, {"event": "x" * 100_000}, [])
+    assert w.error.startswith("unknown message from the page") and len(w.error) <= 300
+    w._on_frontend_msg(w, {"event": "undo", "round": "y" * 100_000}, [])
+    assert w.error.startswith("stale undo request") and len(w.error) <= 300
+    assert w.accepted_round is None  # nothing was taken
