@@ -196,6 +196,23 @@ class AppView:
         self._refresh_incumbent(force=True)
         self._refresh_progress()
 
+    def start(
+        self, new_session: Callable[[], Session], *, incumbent: IncumbentView | None = None
+    ) -> Session | None:
+        """Start a session made by ``new_session()`` on the page (a first start, "New start").
+
+        What fails while making or showing it is told to the visitor in one short line (no
+        traceback, no path) and the page keeps what it showed; returns the session, or None.
+        """
+        try:
+            session = new_session()
+            self.say("")
+            self.show_session(session, incumbent=incumbent)
+        except Exception as exc:
+            self.fail(exc)
+            return None
+        return session
+
     def say(self, text: str) -> None:
         """Show a short message above the round ('' clears it)."""
         self.message.value = (

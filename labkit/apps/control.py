@@ -71,20 +71,10 @@ def control_app(*, task: Any = None, log: Any = None) -> AppView:
         incumbent_px=2 * TILE_PX,
     )
 
-    def start(_: object = None) -> None:
-        try:
-            session = Session(
-                control_optimizer(task, seed=None),
-                task=task,
-                log=log,
-                name="app-control",
-                rater="visitor",
-            )
-            view.say("")
-            view.show_session(session)
-        except Exception as exc:
-            view.fail(exc)
+    def new_session() -> Session:
+        opt = control_optimizer(task, seed=None)
+        return Session(opt, task=task, log=log, name="app-control", rater="visitor")
 
-    restart.on_click(start)
-    start()
+    restart.on_click(lambda _: view.start(new_session))
+    view.start(new_session)
     return view

@@ -79,32 +79,25 @@ def digits_app(
     )
     state = {"seed": start_seed}
 
-    def start(_: object = None) -> None:
-        try:
-            condition = None if draws.value < 0 else int(draws.value)
-            task = DigitsTask(
-                0 if condition is None else condition,
-                condition=condition,
-                # w = 1: one UNet pass a step, as cheap as the unconditional round (w = 1.5
-                # doubles it); 4 steps at w = 1 draw the told digit 99 % of the time.
-                guidance=1.0,
-                image_px=tile_px,
-                model=model,
-                classifier=classifier,
-            )
-            x0 = task.x0(seed=state["seed"])
-            state["seed"] += 1
-            session = Session(
-                digits_optimizer(x0), task=task, log=log, name="app-digits", rater="visitor"
-            )
-            view.say("")
-            view.show_session(session)
-        except Exception as exc:
-            view.fail(exc)
+    def new_session() -> Session:
+        condition = None if draws.value < 0 else int(draws.value)
+        task = DigitsTask(
+            0 if condition is None else condition,
+            condition=condition,
+            # w = 1: one UNet pass a step, as cheap as the unconditional round (w = 1.5
+            # doubles it); 4 steps at w = 1 draw the told digit 99 % of the time.
+            guidance=1.0,
+            image_px=tile_px,
+            model=model,
+            classifier=classifier,
+        )
+        x0 = task.x0(seed=state["seed"])
+        state["seed"] += 1
+        return Session(digits_optimizer(x0), task=task, log=log, name="app-digits", rater="visitor")
 
-    restart.on_click(start)
-    draws.observe(start, names="value")
-    start()
+    restart.on_click(lambda _: view.start(new_session))
+    draws.observe(lambda _: view.start(new_session), names="value")
+    view.start(new_session)
     return view
 
 
@@ -143,22 +136,17 @@ def pipeline_app(
     )
     state = {"seed": 1}
 
-    def start(_: object = None) -> None:
-        try:
-            text = prompt_box.value.strip()
-            if not text:
-                raise ValueError("type a prompt first")
-            task = PipelineTask(pipeline, text, num_inference_steps=steps)
-            x0 = task.x0(seed=state["seed"])
-            state["seed"] += 1
-            session = Session(
-                digits_optimizer(x0), task=task, log=log, name="app-pipeline", rater="visitor"
-            )
-            view.say("")
-            view.show_session(session)
-        except Exception as exc:
-            view.fail(exc)
+    def new_session() -> Session:
+        text = prompt_box.value.strip()
+        if not text:
+            raise ValueError("type a prompt first")
+        task = PipelineTask(pipeline, text, num_inference_steps=steps)
+        x0 = task.x0(seed=state["seed"])
+        state["seed"] += 1
+        return Session(
+            digits_optimizer(x0), task=task, log=log, name="app-pipeline", rater="visitor"
+        )
 
-    go.on_click(start)
-    start()
+    go.on_click(lambda _: view.start(new_session))
+    view.start(new_session)
     return view

@@ -96,20 +96,10 @@ def quickstart_app(*, function: str = "sphere", tile_px: int = 128, log: Any = N
         strip=False,  # the path map already shows every pick
     )
 
-    def start(_: object = None) -> None:
-        try:
-            session = Session(
-                quickstart_optimizer(task, seed=None),
-                task=task,
-                log=log,
-                name="app-quickstart",
-                rater="visitor",
-            )
-            view.say("")
-            view.show_session(session, incumbent=path_map)
-        except Exception as exc:
-            view.fail(exc)
+    def new_session() -> Session:
+        opt = quickstart_optimizer(task, seed=None)
+        return Session(opt, task=task, log=log, name="app-quickstart", rater="visitor")
 
-    restart.on_click(start)
-    start()
+    restart.on_click(lambda _: view.start(new_session, incumbent=path_map))
+    view.start(new_session, incumbent=path_map)
     return view

@@ -122,3 +122,19 @@ def test_a_new_session_replaces_the_old_one_and_the_old_one_no_longer_drives_the
     assert ranker(view.widget) is new._widget
     old.submit([0, 1, 2, 3])  # e.g. a judge on the old session: the page must not move
     assert "0 rounds ranked" in view.progress.value
+
+
+def test_start_shows_a_new_session_or_tells_why_not_in_one_line(tmp_path: Path) -> None:
+    view, old = _view_and_session(tmp_path)
+    task = old.task
+
+    def broken() -> Session:
+        raise RuntimeError("/home/someone/secret\nTraceback ...")
+
+    assert view.start(broken) is None
+    assert view.session is old and "RuntimeError: /home/someone/secret" in view.message.value
+    assert "Traceback" not in view.message.value
+    opt = ZORankSGD(task.x0(), lr=0.3, mu=0.5, m=4, seed=2)
+    new = view.start(lambda: Session(opt, task=task, log=old.log, name="app-3"))
+    assert new is view.session and ranker(view.widget) is new._widget
+    assert view.message.value == ""
