@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from labkit.app import printed_link
 
 #: Debian's chromium and the flags it runs with here (headless, no sandbox as root, no background
 #: traffic on a closed network); the latency benchmark and the browser tests share them.
@@ -96,3 +105,119 @@ def write_json(path: Path, result: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
+
+
+# ---- memory of a process tree ------------------------------------------------------------------
+
+
+def _kib(path: Path, key: str) -> int:
+    """The ``key:`` line of a /proc file, in KiB (0 if the process is gone)."""
+    try:
+        for line in path.read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+@dataclass
+class TreeMemory:
+    """Samples of a process tree's memory, taken by a thread until :meth:`stop`."""
+
+    root: int
+    period_s: float = 0.5
+    peak_rss_kib: int = 0
+    peak_pss_kib: int = 0
+    peak_kernels: int = 0
+    samples: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> tuple[int, int, int]:
+        """(RSS sum, PSS sum, kernels) of ``root`` and everything below it, now."""
+        pids = [self.root, *descendants(self.root)]
+        rss = sum(_kib(Path(f"/proc/{p}/status"), "VmRSS") for p in pids)
+        pss = sum(_kib(Path(f"/proc/{p}/smaps_rollup"), "Pss") for p in pids)
+        kernels = 0
+        for p in pids:
+            with contextlib.suppress(OSError):
+                if b"ipykernel" in Path(f"/proc/{p}/cmdline").read_bytes():
+                    kernels += 1
+        return rss, pss, kernels
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss, pss, kernels = self.sample()
+            self.peak_rss_kib = max(self.peak_rss_kib, rss)
+            self.peak_pss_kib = max(self.peak_pss_kib, pss)
+            self.peak_kernels = max(self.peak_kernels, kernels)
+            self.samples += 1
+            self._stop.wait(self.period_s)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+# ---- the server --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def labkit_app(
+    app: str,
+    *,
+    db: Path,
+    log: Path,
+    max_kernels: int,
+    cull_after: int,
+    pool_size: int,
+    start_timeout_s: float = 300.0,
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``labkit app`` on a free port; yields the process and the tokened link it printed.
+
+    Stopped whatever happens: SIGTERM (labkit app stops Voilà, which stops its kernels), then
+    every process that was below it.
+    """
+    port = _free_port()
+    cmd = [sys.executable, "-m", "labkit", "app", app, f"--port={port}", "--no-browser"]
+    cmd += [f"--db={db}", f"--max-kernels={max_kernels}", f"--cull-after={cull_after}"]
+    cmd += [f"--pool-size={pool_size}"]
+    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_TOKEN"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    below: list[int] = []
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        link = None
+        while link is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"labkit app did not print its link; see {log}")
+            time.sleep(0.25)
+            link = printed_link(log.read_text(errors="replace"))
+        yield proc, link
+    finally:
+        below = descendants(proc.pid)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # labkit app stops Voilà, which stops its kernels
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)

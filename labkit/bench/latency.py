@@ -43,11 +43,12 @@ from labkit.app import APPS, DEFAULT_APP, server_status
 from labkit.bench._common import (
     CHROMIUM,
     CHROMIUM_FLAGS,
+    TreeMemory,
+    labkit_app,
     parse_args,
     positive_int,
     write_json,
 )
-from labkit.bench.load import TreeMemory, _labkit_app
 from labkit.store import RoundLog
 
 __all__ = ["TARGETS", "main", "run_latency"]
@@ -177,13 +178,14 @@ def run_latency(
             )
             try:
                 t_start = time.monotonic()
-                with _labkit_app(
+                with labkit_app(
                     app,
                     db=db,
                     log=work / "server.log",
                     max_kernels=8,
                     cull_after=600,
                     pool_size=1,
+                    start_timeout_s=_START_TIMEOUT_S,
                 ) as (proc, link):
                     t_link = time.monotonic() - t_start
                     first, ready_s = _open_until_painted(browser, link)
