@@ -179,29 +179,32 @@ def server_env(root: Path, *, db: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_server(
-    argv: Sequence[str], *, port: int, env: Mapping[str, str], cwd: Path, log_path: Path
+    argv: Sequence[str],
+    *,
+    port: int,
+    env: Mapping[str, str],
+    cwd: Path,
+    log_path: Path,
+    wait: Callable[[Server], object] = Server.wait_listening,
 ) -> Iterator[Server]:
-    """Start a server, wait until it listens, yield it, and stop it whatever happened."""
+    """Start a server, ``wait`` until it is up (default: it listens), yield it, and stop it
+    whatever happened."""
     server = Server(argv, port=port, env=env, cwd=cwd, log_path=log_path)
     try:
-        server.wait_listening()
+        wait(server)
         yield server
     finally:
         server.stop()
 
 
-@contextlib.contextmanager
 def running_app(
     argv: Sequence[str], *, port: int, env: Mapping[str, str], cwd: Path, log_path: Path
-) -> Iterator[Server]:
+) -> contextlib.AbstractContextManager[Server]:
     """Start ``labkit app ... --port=port``, wait for the link it prints (``server.link``),
     yield the server, and stop it whatever happened."""
-    server = Server(argv, port=port, env=env, cwd=cwd, log_path=log_path)
-    try:
-        server.wait_for_link()
-        yield server
-    finally:
-        server.stop()
+    return running_server(
+        argv, port=port, env=env, cwd=cwd, log_path=log_path, wait=Server.wait_for_link
+    )
 
 
 def jupyter_bin(name: str) -> str:
