@@ -5,9 +5,19 @@ candidate tensor, **best first**. Its length ``k`` is between 1 and ``m``. The `
 candidates left out are worse than every ranked one, in no known order (an (m, k) ranking oracle
 in the paper's words). Indices start at zero.
 
+*Ties* refine a ranking: a position ``p`` in ``ties`` (1 <= p <= k−1) says that ``ranking[p]`` is
+*as good as* ``ranking[p − 1]``. Ties chain, so they cut the ranked candidates into groups of
+adjacent ones, each group equally good and better than every later group. The unranked candidates
+are never tied: they stay worse than every ranked one, in no known order.
+
 Everything that accepts a ranking from outside (an optimizer's ``tell``, the widget's trait, the
-round log) calls :func:`validate_ranking`, so a malformed ranking is refused with the same message
-wherever it arrives, and never half-applied.
+round log) calls :func:`validate_ranking` (and :func:`validate_ties`), so a malformed ranking is
+refused with the same message wherever it arrives, and never half-applied.
+
+**The ranking graph** G = (V, E) of a round (ZO-RankSGD, Tang et al. 2024) has an edge
+(winner, loser) for every pair the answer orders: each ranked candidate beats every candidate of a
+later group and every unranked one. :func:`graph_edges` lists E; :func:`graph_coefficients`
+reduces it to one number per candidate, which is all the gradient estimate needs.
 """
 
 from __future__ import annotations
@@ -19,10 +29,22 @@ from typing import Any
 
 import torch
 
-__all__ = ["Ranking", "edge_count", "validate_ranking"]
+__all__ = [
+    "Ranking",
+    "Ties",
+    "edge_count",
+    "graph_coefficients",
+    "graph_edges",
+    "validate_ranking",
+    "validate_ties",
+]
 
 #: A validated ranking: row indices, best first.
 Ranking = tuple[int, ...]
+
+#: Validated ties of a ranking of length k: positions p in 1..k−1, ascending, none twice;
+#: p in ties means ``ranking[p]`` is as good as ``ranking[p − 1]``.
+Ties = tuple[int, ...]
 
 
 def validate_ranking(ranking: Any, m: int) -> Ranking:
@@ -102,3 +124,125 @@ def edge_count(m: int, k: int) -> int:
     if not 1 <= k <= m:
         raise ValueError(f"need 1 <= k <= m; got k={k}, m={m}")
     return k * (k - 1) // 2 + k * (m - k)
+
+
+def validate_ties(ties: Any, k: int) -> Ties:
+    """Check the ``ties`` of a ranking of length ``k`` and return them as a tuple of ints.
+
+    ``None`` or an empty sequence means no ties. Otherwise a list, tuple, 1-D NumPy array or 1-D
+    integer tensor of positions ``p`` with ``1 <= p <= k − 1`` (``ranking[p]`` is as good as
+    ``ranking[p − 1]``), in ascending order, none twice. Raises ``ValueError`` naming the
+    offending value and the rule it broke: not a sequence, unordered (a set or a dict), an element
+    that is not an integer (bools and floats are refused), a position outside ``1..k − 1``, a
+    position given twice, or positions out of order.
+    """
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"ties belong to a ranking of length k >= 1; got k={k!r}")
+    if ties is None:
+        return ()
+    if isinstance(ties, torch.Tensor):
+        if ties.dim() != 1:
+            raise ValueError(
+                f"ties must be one-dimensional; got a tensor of shape {tuple(ties.shape)}"
+            )
+        if ties.dtype.is_floating_point or ties.dtype.is_complex or ties.dtype == torch.bool:
+            raise ValueError(f"tie positions must be integers; got a tensor of dtype {ties.dtype}")
+        items: Sequence[Any] = ties.tolist()
+    elif isinstance(ties, (str, bytes)) or not hasattr(ties, "__len__"):
+        raise ValueError(
+            f"ties must be a sequence of ranking positions (p: ranking[p] is as good as "
+            f"ranking[p-1]); got {ties!r}"
+        )
+    elif isinstance(ties, (AbstractSet, Mapping)):
+        raise ValueError(
+            f"ties must be an ordered sequence of positions (a list or tuple, ascending); a "
+            f"{type(ties).__name__} has no order: got {ties!r}"
+        )
+    else:
+        shape = getattr(ties, "shape", None)
+        if shape is not None and len(shape) != 1:
+            raise ValueError(f"ties must be one-dimensional; got an array of shape {shape}")
+        items = list(ties)
+    out: list[int] = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+            raise ValueError(
+                f"a tie must be an integer ranking position; got {item!r} of type "
+                f"{type(item).__name__} in {list(items)!r}"
+            )
+        p = int(item)
+        if not 1 <= p <= k - 1:
+            if k == 1:
+                why = "a ranking of one candidate has no two to tie"
+            else:
+                why = f"a ranking of {k} candidates has tie positions 1..{k - 1}"
+            raise ValueError(f"tie position {p} ties ranking[{p}] with ranking[{p - 1}], but {why}")
+        if p in out:
+            raise ValueError(f"tie position {p} appears twice in the ties {list(items)!r}")
+        if out and p < out[-1]:
+            raise ValueError(f"ties must be in ascending order; got {list(items)!r}")
+        out.append(p)
+    return tuple(out)
+
+
+def _groups(k: int, ties: Ties) -> list[tuple[int, int]]:
+    """The tied groups of a ranking of length k, as [start, end) position ranges, best first."""
+    tied = set(ties)
+    groups: list[tuple[int, int]] = []
+    start = 0
+    for p in range(1, k + 1):
+        if p == k or p not in tied:
+            groups.append((start, p))
+            start = p
+    return groups
+
+
+def _checked(m: int, ranking: Any, ties: Any) -> tuple[Ranking, Ties]:
+    r = validate_ranking(ranking, m)
+    return r, validate_ties(ties, len(r))
+
+
+def graph_edges(m: int, ranking: Any, ties: Any = ()) -> list[tuple[int, int]]:
+    """The edges (winner, loser) of the ranking graph of a round of ``m`` candidates.
+
+    Each ranked candidate beats every candidate ranked below it, except those tied with it
+    (its group, see :func:`validate_ties`), and every unranked one. Listed winner by winner in
+    ranking order, each winner's losers in ranking order, then the unranked in index order.
+    Without ties there are :func:`edge_count` ``(m, k)`` edges. ``ranking`` and ``ties`` are
+    validated first (``ValueError``).
+    """
+    r, t = _checked(m, ranking, ties)
+    ranked = set(r)
+    unranked = [j for j in range(m) if j not in ranked]
+    edges: list[tuple[int, int]] = []
+    for start, end in _groups(len(r), t):
+        for p in range(start, end):
+            edges.extend((r[p], r[q]) for q in range(end, len(r)))
+            edges.extend((r[p], j) for j in unranked)
+    return edges
+
+
+def graph_coefficients(m: int, ranking: Any, ties: Any = ()) -> tuple[list[float], int]:
+    """Per-candidate coefficients c (length ``m``) of the ranking graph, and its edge count |E|.
+
+    c_i = (#edges candidate i loses) − (#edges it wins), so that the ZO-RankSGD estimate
+    g = (1/|E|) Σ_{(i, j) ∈ E} (ξ_j − ξ_i) is (1/|E|) Σ_i c_i ξ_i. For a ranked candidate in the
+    tied group spanning positions [s, e) of k: it loses to the s ranked above its group and wins
+    against the k − e ranked below it and the m − k unranked, so c = s − (k − e) − (m − k); an
+    unranked one loses to all k ranked and wins nothing, c = k. Without ties s = p, e = p + 1 and
+    c = 2p + 1 − m. Σ_i c_i = 0 (each edge adds +1 and −1).
+
+    When ties leave no edge at all (a full ranking with every candidate tied: "all equally good")
+    |E| = 0 and every c_i is 0: the answer says nothing about a direction, and an optimizer takes
+    no step. ``ranking`` and ``ties`` are validated first (``ValueError``).
+    """
+    r, t = _checked(m, ranking, ties)
+    k = len(r)
+    c = [float(k)] * m  # unranked: loses to all k ranked candidates
+    n_edges = k * (m - k)
+    for start, end in _groups(k, t):
+        size = end - start
+        n_edges += size * (k - end)
+        for p in range(start, end):
+            c[r[p]] = float(start - (k - end) - (m - k))
+    return c, n_edges
