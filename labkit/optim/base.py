@@ -3,6 +3,7 @@
 ```
 X = opt.ask()        # (m, *shape) tensor of candidates on opt's device, in opt's dtype
 opt.tell(ranking)    # row indices of X, best first, 1 <= len <= m  (labkit.ranking)
+opt.tell(ranking, ties=(2,))   # ... and ranking[2] is as good as ranking[1]
 opt.x                # the current iterate, shape `shape`
 sd = opt.state_dict(); other.load_state_dict(sd)
 ```
@@ -11,8 +12,13 @@ Rules shared by all optimizers:
 
 * ``ask()`` while a round is pending returns that same round again (a widget may redraw); the
   round ends only with a successful ``tell``.
-* ``tell`` validates the ranking first and raises ``ValueError`` before changing anything, so a
-  refused ranking leaves the optimizer exactly as it was and the same round can be answered again.
+* ``tell`` validates the ranking and its ties first and raises ``ValueError`` before changing
+  anything, so a refused ranking leaves the optimizer exactly as it was and the same round can be
+  answered again.
+* Ties (:func:`labkit.ranking.validate_ties`) are part of the answer: an optimizer uses them or
+  says in its docstring what it does with them. "None of these is better than the current one"
+  is no separate call: in a round that contains the current iterate it *is* the ranking
+  ``(opt.incumbent_index,)`` (the incumbent beats every other candidate).
 * All randomness comes from the optimizer's own seed / ``torch.Generator``: a run is determined by
   its seed and the rankings it was told, and replaying them gives the same iterate bit for bit on
   the same device.
@@ -33,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from labkit.ranking import Ranking, validate_ranking
+from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
 
 __all__ = [
     "OptimizeResult",
@@ -222,16 +228,24 @@ class RankOptimizer(ABC):
             self._pending = self._ask()
         return self._pending
 
-    def tell(self, ranking: Sequence[int] | torch.Tensor) -> None:
+    def tell(
+        self,
+        ranking: Sequence[int] | torch.Tensor,
+        *,
+        ties: Sequence[int] | torch.Tensor | None = None,
+    ) -> None:
         """Tell the ranking of the pending round: row indices of ``ask()``'s tensor, best first.
 
-        Raises ``ValueError`` (and changes nothing) when no round is pending or the ranking breaks
-        the rules of :func:`labkit.ranking.validate_ranking`.
+        ``ties`` (optional): positions p in 1..k−1 of the ranking (k = its length) where
+        ``ranking[p]`` is as good as ``ranking[p − 1]``, ascending. Raises ``ValueError`` (and
+        changes nothing) when no round is pending or the ranking or the ties break the rules of
+        :func:`labkit.ranking.validate_ranking` and :func:`labkit.ranking.validate_ties`.
         """
         if self._pending is None:
             raise ValueError("tell() needs a pending round: call ask() first")
         r = validate_ranking(ranking, self._pending.shape[0])
-        self._tell(r)
+        t = validate_ties(ties, len(r))
+        self._tell(r, t)
         self._pending = None
         self.rounds += 1
 
@@ -244,8 +258,8 @@ class RankOptimizer(ABC):
     def _ask(self) -> torch.Tensor: ...
 
     @abstractmethod
-    def _tell(self, ranking: Ranking) -> None:
-        """Apply a *validated* ranking of the pending round."""
+    def _tell(self, ranking: Ranking, ties: Ties) -> None:
+        """Apply a *validated* ranking of the pending round and its *validated* ties (may be ())."""
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:

@@ -14,6 +14,14 @@ With k < m the unranked candidates tie; pycma orders ties by ``numpy.argsort``, 
 so when fewer than μ = m // 2 candidates are ranked some unranked ones fill the parent set in
 that (arbitrary but reproducible) order.
 
+Ties. pycma has no notion of a tie: it sorts the values and gives each rank its own
+recombination weight. Candidates told tied (``tell(ranking, ties=...)``) are therefore told in the
+order given: they keep the pseudo-values of their positions, and pycma weights them as if the
+person had preferred the first of them. Ties are ignored, honestly so. (Equal pseudo-values would
+not make them equal either: pycma would order them by ``numpy.argsort``, whose order of equal
+values is not the row order and may differ between NumPy versions and CPUs' sort routines.) "None of these is better than the current one" needs a round with an
+incumbent, which CMA-ES rounds never have.
+
 Randomness. pycma draws its normal samples through the option ``randn`` — a callable
 ``randn(lam, N)`` returning a ``(lam, N)`` array — which defaults to ``numpy.random.randn`` and the
 global NumPy state. We give it a picklable :class:`_NumpyRandn` that owns a
@@ -50,7 +58,7 @@ from labkit.optim.base import (
     integer,
     make_generator,
 )
-from labkit.ranking import Ranking
+from labkit.ranking import Ranking, Ties
 
 __all__ = ["CMAES"]
 
@@ -199,10 +207,11 @@ class CMAES(RankOptimizer):
         X = X.reshape(self.m, *self._shape)
         return torch.from_numpy(X).to(device=self._device, dtype=self._dtype)
 
-    def _tell(self, ranking: Ranking) -> None:
+    def _tell(self, ranking: Ranking, ties: Ties) -> None:
         assert self._solutions is not None
         k = len(ranking)
         # Pseudo-values: ranked position p -> p, the m − k unranked tie at k (see module doc).
+        # Ties are told as the order given: pycma has none (see the module docstring).
         values = np.full(self.m, float(k))
         values[list(ranking)] = np.arange(k, dtype=np.float64)
         self.es.tell(self._solutions, values.tolist())

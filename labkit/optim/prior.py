@@ -7,7 +7,9 @@ baseline does exactly that, behind the ranking contract:
 * round 1 shows ``m`` fresh samples from the prior N(mean, σ² I);
 * every later round shows the incumbent (the best so far) in row 0 — ``incumbent_index == 0`` —
   and ``m − 1`` fresh samples in rows ``1..m−1``;
-* the candidate ranked first becomes ``x``.
+* the candidate ranked first becomes ``x``. Ties change nothing: when the first is tied with
+  others, the first as told (``ranking[0]``) is taken. "None of these is better than the current
+  one" is the ranking ``(0,)``: ``x`` stays.
 
 So ``x`` never gets worse under a consistent judge, but the search never moves *toward* anything:
 each fresh sample is independent of everything told so far. ``mean`` defaults to zeros, like fresh
@@ -34,7 +36,7 @@ from labkit.optim.base import (
     integer,
     make_generator,
 )
-from labkit.ranking import Ranking
+from labkit.ranking import Ranking, Ties
 
 __all__ = ["PriorSampling"]
 
@@ -123,8 +125,9 @@ class PriorSampling(RankOptimizer):
         samples = self.mean + self.sigma * z
         return torch.cat([x.unsqueeze(0), samples]) if with_incumbent else samples
 
-    def _tell(self, ranking: Ranking) -> None:
+    def _tell(self, ranking: Ranking, ties: Ties) -> None:
         assert self._pending is not None
+        # Only the best counts; ties among the best leave it to ranking[0] (module docstring).
         self._x = self._pending[ranking[0]].clone()
         self._round_seed = None
 

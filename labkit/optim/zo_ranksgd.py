@@ -11,7 +11,7 @@ x_t         ``self._x``         current iterate, flattened to (d,)
 η           ``lr``              step size: x ← x − η g
 m, k        ``m``, ``len(r)``   candidates per round, length of the ranking told
 G = (V, E)  ``c`` (m,)          ranking graph, reduced to one coefficient per candidate
-|E|         ``n_edges``         k(k−1)/2 + k(m−k)
+|E|         ``n_edges``         k(k−1)/2 + k(m−k) without ties (fewer with ties)
 g           ``g``               (1/|E|) Σ_{(i,j)∈E} (ξ_j − ξ_i),  i beats j
 ==========  ==================  ===========================================================
 
@@ -22,6 +22,14 @@ and wins against the k−1−p ranked below and the m−k unranked, so c = p −
 = 2p + 1 − m. An unranked candidate loses to all k ranked ones and wins nothing: c = k.
 Hence g = (1/|E|) cᵀ Ξ with Ξ the m × d matrix of directions; Σ_i c_i = 0 (every edge adds
 +1 and −1), so a constant shift of all directions changes nothing, as it must.
+
+**Ties.** A tie (``tell(ranking, ties=...)``) removes the edges between the tied candidates: a
+tied group spanning positions [s, e) of the ranking gets c = s − (k − e) − (m − k) for each of its
+members, the mean of what they would get untied, and |E| shrinks by size·(size − 1)/2 per group
+(:func:`labkit.ranking.graph_coefficients`, where the graph is built). A gradient round whose
+answer has no edge at all (a full ranking, every candidate tied) carries no direction: x does not
+move, and with line-search rounds no line search follows and ĝ is left as it was; the next round
+is a new gradient round. A line-search round only uses ``ranking[0]`` (ties there change nothing).
 
 **Line-search rounds** (the paper's variant for people in the loop). With ``line_search=n > 0``
 rounds alternate: a *gradient round* shows the m perturbed points x + μξ_i and only estimates g
@@ -66,7 +74,7 @@ from labkit.optim.base import (
     integer,
     make_generator,
 )
-from labkit.ranking import Ranking, edge_count
+from labkit.ranking import Ranking, Ties, graph_coefficients
 
 __all__ = ["ZORankSGD"]
 
@@ -266,25 +274,17 @@ class ZORankSGD(RankOptimizer):
         return X
 
     # -- tell ---------------------------------------------------------------------------------
-    def _tell(self, ranking: Ranking) -> None:
+    def _tell(self, ranking: Ranking, ties: Ties) -> None:
         if self._in_line_search():
             self._tell_line_search(ranking[0])
         else:
-            self._tell_gradient(ranking)
+            self._tell_gradient(ranking, ties)
 
-    def _coefficients(self, ranking: Ranking) -> torch.Tensor:
-        """c_i of the ranking graph divided by |E| (see the module docstring), on the device."""
-        m, k = self.m, len(ranking)
-        c = [float(k)] * m  # unranked: loses to all k ranked candidates
-        for p, i in enumerate(ranking):
-            c[i] = float(2 * p + 1 - m)
-        n_edges = edge_count(m, k)
-        return torch.tensor(c, dtype=self.dtype).div_(n_edges).to(self.device)
-
-    def _estimate(self, ranking: Ranking) -> torch.Tensor:
+    def _estimate(self, c_host: list[float], n_edges: int) -> torch.Tensor:
         """g = (1/|E|) cᵀ Ξ, accumulated tile by tile (the same way in both memory modes)."""
         assert self._round_seed is not None
-        c = self._coefficients(ranking)
+        # c / |E| made on the host and copied once (no sync).
+        c = torch.tensor(c_host, dtype=self.dtype).div_(n_edges).to(self.device)
         g = torch.zeros(self.d, device=self.device, dtype=self.dtype)
         buf = self._scratch() if self._xi is None else None
         for t, r0, r1, c0, c1 in self._tiles(self.m):
@@ -297,9 +297,15 @@ class ZORankSGD(RankOptimizer):
             g[c0:c1].addmv_(tile.t(), c[r0:r1])
         return g
 
-    def _tell_gradient(self, ranking: Ranking) -> None:
+    def _tell_gradient(self, ranking: Ranking, ties: Ties) -> None:
         assert self._round_seed is not None
-        g = self._estimate(ranking)
+        c_host, n_edges = graph_coefficients(self.m, ranking, ties)
+        if n_edges == 0:  # everything tied: no direction, no step (see the module docstring)
+            self.last_step = 0.0
+            self._round_seed = None
+            self._xi = None
+            return
+        g = self._estimate(c_host, n_edges)
         if self.line_search == 0:
             self._x.add_(g, alpha=-self.lr)  # x ← x − η g
             self.last_step = self.lr

@@ -15,7 +15,8 @@ the gradient of f), so this is plain SGD on f_μ (Nesterov & Spokoiny 2017; the 
 the ZO-RankSGD paper).
 
 To honour the ranking contract, :meth:`ZOSGD.tell` also accepts a ranking and feeds the rank
-positions in as pseudo-values (ranked position p -> p, the unranked tied at k). That is a
+positions in as pseudo-values (ranked position p -> p, the unranked tied at k; candidates told
+tied share the position of the first of their group, as equal values would). That is a
 *rank-transformed* variant, not the value baseline: the step then measures differences in rank
 units, so ``lr`` has to be chosen for that scale. Benchmarks comparing against "ZO-SGD" should
 call :meth:`ZOSGD.tell_values`.
@@ -42,7 +43,7 @@ from labkit.optim.base import (
     integer,
     make_generator,
 )
-from labkit.ranking import Ranking
+from labkit.ranking import Ranking, Ties
 
 __all__ = ["ZOSGD"]
 
@@ -143,13 +144,17 @@ class ZOSGD(RankOptimizer):
         self._pending = None
         self.rounds += 1
 
-    def _tell(self, ranking: Ranking) -> None:
-        # Rank-transformed variant (see the module docstring): position p -> p, unranked -> k.
+    def _tell(self, ranking: Ranking, ties: Ties) -> None:
+        # Rank-transformed variant (see the module docstring): position p -> p, unranked -> k,
+        # a tied position -> the position of the first of its group.
         x = self._x
         k = len(ranking)
+        positions = list(range(k))
+        for p in ties:  # ascending, so positions[p - 1] is already its group's first
+            positions[p] = positions[p - 1]
         pseudo = torch.full((self.m,), float(k), dtype=x.dtype, device=x.device)
         index = torch.tensor(ranking, dtype=torch.long, device=x.device)
-        pseudo[index] = torch.arange(k, dtype=x.dtype, device=x.device)
+        pseudo[index] = torch.tensor(positions, dtype=x.dtype).to(x.device)
         self._step(pseudo)
 
     def _step(self, values: torch.Tensor) -> None:

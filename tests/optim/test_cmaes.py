@@ -117,6 +117,17 @@ def test_ranked_pseudo_values_reach_pycma(monkeypatch: pytest.MonkeyPatch) -> No
     assert torch.equal(torch.from_numpy(np.stack(solutions)).float(), X)
 
 
+def test_ties_are_told_in_the_order_given() -> None:
+    """pycma has no ties: a tied ranking drives it exactly as the same ranking untied."""
+    a = CMAES(torch.zeros(3), sigma=1.0, m=6, seed=0)
+    b = CMAES(torch.zeros(3), sigma=1.0, m=6, seed=0)
+    for _ in range(3):
+        a.ask(), b.ask()
+        a.tell([4, 1, 0], ties=(1, 2))
+        b.tell([4, 1, 0])
+    assert torch.equal(a.x, b.x) and a.sigma == b.sigma
+
+
 def test_diagonal_covariance_above_a_hundred_dimensions() -> None:
     small = CMAES(torch.zeros(DIAGONAL_ABOVE), sigma=1.0, m=8)
     large = CMAES(torch.zeros(DIAGONAL_ABOVE + 1), sigma=1.0, m=8)

@@ -249,6 +249,82 @@ def test_bad_ranking_is_refused_and_changes_nothing(name: str, bad: Any) -> None
     assert opt.rounds == 3
 
 
+@pytest.mark.parametrize(
+    ("ties", "match"),
+    [
+        ([0], "tie position 0"),
+        ([3], "tie position 3"),
+        ([2, 1], "ascending"),
+        ([1, 1], "twice"),
+        ({1}, "no order"),
+        ([True], "bool"),
+        ("1", "sequence"),
+    ],
+)
+def test_bad_ties_are_refused_and_change_nothing(make: Factory, ties: Any, match: str) -> None:
+    opt = make(torch.zeros(3, 4))
+    _run(opt, _random_rankings(1), 2)
+    X = opt.ask().clone()
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match=match):
+        opt.tell([2, 0, 1], ties=ties)
+    _assert_same_state(opt.state_dict(), before)
+    assert opt.pending and opt.rounds == 2 and torch.equal(opt.ask(), X)
+    opt.tell([2, 0, 1], ties=[1, 2])  # the same round can still be answered, with ties
+    assert opt.rounds == 3
+
+
+def test_empty_ties_are_no_ties(make: Factory) -> None:
+    xs = []
+    for ties in ("absent", None, (), np.array([], dtype=np.int64)):
+        opt = make(torch.zeros(3, 4), seed=3)
+        draw = _random_rankings(3)
+        for _ in range(3):
+            r = draw(opt.ask().shape[0])
+            if isinstance(ties, str):
+                opt.tell(r)
+            else:
+                opt.tell(r, ties=ties)
+        xs.append(opt.x.clone())
+    for x in xs[1:]:
+        assert torch.equal(x, xs[0])
+
+
+def test_replay_with_ties_is_bit_identical(make: Factory) -> None:
+    x0 = torch.linspace(-1.0, 1.0, 12).reshape(3, 4)
+    rng = np.random.default_rng(4)
+    first = make(x0, seed=7)
+    told = []
+    for _ in range(8):
+        n = first.ask().shape[0]
+        r = [int(i) for i in rng.permutation(n)[: int(rng.integers(1, n + 1))]]
+        t = [p for p in range(1, len(r)) if rng.random() < 0.5]
+        first.tell(r, ties=t)
+        told.append((r, t))
+    replayed = make(x0.clone(), seed=7)
+    for r, t in told:
+        replayed.ask()
+        replayed.tell(r, ties=t)
+    assert torch.equal(replayed.x, first.x)
+
+
+def test_none_better_is_the_incumbent_first(make: Factory) -> None:
+    """ "None of these is better than the current one" is the ranking (incumbent_index,)."""
+    opt = make(torch.zeros(3, 4))
+    for _ in range(4):  # till a round with an incumbent (if the optimizer ever shows one)
+        opt.ask()
+        if opt.incumbent_index is not None:
+            break
+        opt.tell([0])
+    if opt.incumbent_index is None:
+        pytest.skip(f"{type(opt).__name__} rounds never contain the current iterate")
+    X = opt.ask()
+    assert torch.equal(X[opt.incumbent_index], opt.x)
+    x_before = opt.x.clone()
+    opt.tell([opt.incumbent_index])
+    assert torch.equal(opt.x, x_before)
+
+
 @pytest.mark.parametrize("k", range(1, M + 1))
 def test_every_ranking_length_is_accepted(make: Factory, k: int) -> None:
     opt = make(torch.zeros(3, 4))

@@ -49,6 +49,17 @@ def test_rounds_show_the_incumbent_then_fresh_samples() -> None:
     assert torch.equal(opt.x, first[2])
 
 
+def test_the_first_as_told_wins_and_none_better_keeps_the_incumbent() -> None:
+    opt = PriorSampling(torch.zeros(3), sigma=1.0, m=4, seed=2)
+    X = opt.ask().clone()
+    opt.tell([2, 1], ties=(1,))  # 2 and 1 equally good: the first as told is taken
+    assert torch.equal(opt.x, X[2])
+    assert opt.incumbent_index == 0
+    opt.ask()
+    opt.tell([opt.incumbent_index])  # "none of these is better than the current one"
+    assert torch.equal(opt.x, X[2])
+
+
 def test_fresh_samples_follow_the_prior() -> None:
     """Fresh rows are mean + σ z: their empirical mean and spread match N(mean, σ² I)."""
     d, sigma = 2000, 0.7

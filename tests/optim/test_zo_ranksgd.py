@@ -7,7 +7,7 @@ import torch
 
 import labkit.optim.zo_ranksgd as zr
 from labkit.optim.zo_ranksgd import ZORankSGD
-from labkit.ranking import edge_count
+from labkit.ranking import edge_count, graph_edges
 
 
 def _rank(values: torch.Tensor, k: int | None = None) -> list[int]:
@@ -47,6 +47,50 @@ def test_coefficients_match_the_ranking_graph_edge_by_edge() -> None:
         g = sum(xi[j] - xi[i] for i, j in edges) / len(edges)
         opt.tell(ranking)
         torch.testing.assert_close(-opt.x, g, rtol=1e-5, atol=1e-6)  # x ← 0 − 1·g
+
+
+def test_a_tie_changes_the_step_as_the_ranking_graph_says() -> None:
+    """With ties, the step is still −η (1/|E|) Σ_{(i,j)∈E} (ξ_j − ξ_i) over the graph's edges."""
+    m, d = 6, 4
+    for ranking, ties in (([2, 0, 5], (1,)), ([1, 2, 3, 4, 5, 0], (1, 2, 4)), ([3, 4], (1,))):
+        opt = ZORankSGD(torch.zeros(d), lr=1.0, mu=1.0, m=m, seed=5)
+        xi = opt.ask().clone()
+        edges = graph_edges(m, ranking, ties)
+        g = sum(xi[j] - xi[i] for i, j in edges) / len(edges)
+        opt.tell(ranking, ties=ties)
+        torch.testing.assert_close(-opt.x, g, rtol=1e-5, atol=1e-6)
+        untied = ZORankSGD(torch.zeros(d), lr=1.0, mu=1.0, m=m, seed=5)
+        untied.ask()
+        untied.tell(ranking)
+        assert not torch.allclose(untied.x, opt.x)  # the tie made a difference
+
+
+def test_no_ties_is_the_same_run_as_no_ties_given() -> None:
+    x0 = torch.linspace(-1, 1, 9)
+    runs = []
+    for ties in ("absent", None, (), [], torch.tensor([], dtype=torch.long)):
+        opt = ZORankSGD(x0, lr=0.05, mu=0.05, m=6, seed=2, line_search=2)
+        for _ in range(6):
+            r = _rank(_quadratic(opt.ask()), 3)
+            if ties == "absent":
+                opt.tell(r)
+            else:
+                opt.tell(r, ties=ties)
+        runs.append(opt.x.clone())
+    for x in runs[1:]:
+        assert torch.equal(x, runs[0])
+
+
+@pytest.mark.parametrize("line_search", [0, 2])
+def test_everything_tied_takes_no_step(line_search: int) -> None:
+    x0 = torch.tensor([1.0, -2.0, 0.5])
+    opt = ZORankSGD(x0, lr=0.4, mu=0.1, m=3, seed=1, line_search=line_search)
+    X = opt.ask().clone()
+    opt.tell([2, 0, 1], ties=(1, 2))  # "all three equally good": the graph has no edge
+    assert torch.equal(opt.x, x0) and opt.last_step == 0.0 and opt.rounds == 1
+    # No direction to search along: the next round is a new gradient round, ĝ untouched.
+    assert opt.round_kind == "gradient" and opt._acc is None
+    assert not torch.equal(opt.ask(), X)
 
 
 @pytest.mark.parametrize("k", [None, 1, 3])

@@ -77,6 +77,15 @@ def test_ranking_is_told_as_rank_pseudo_values() -> None:
     assert a.rounds == b.rounds == 3
 
 
+def test_tied_candidates_share_the_pseudo_value_of_the_first_of_their_group() -> None:
+    a = ZOSGD(torch.zeros(4), lr=0.01, mu=0.1, m=6, seed=5)
+    b = ZOSGD(torch.zeros(4), lr=0.01, mu=0.1, m=6, seed=5)
+    a.ask(), b.ask()
+    a.tell([3, 0, 5, 1], ties=(1, 2))  # 3 = 0 = 5, then 1; 2 and 4 unranked
+    b.tell_values([0.0, 3.0, 4.0, 0.0, 4.0, 0.0])
+    assert torch.equal(a.x, b.x)
+
+
 @pytest.mark.parametrize(
     ("values", "match"),
     [
