@@ -49,6 +49,19 @@ a person submitted must never be lost, and nothing is ever deleted:
 * **Threads.** One connection per :class:`RoundLog`, opened with ``check_same_thread=False`` and
   guarded by a lock, because widget callbacks may arrive on another thread than the kernel's.
 
+* **The answer.** A row holds the whole answer a person gave: the ranking, its ``ties``
+  (positions p where ``ranking[p]`` is as good as ``ranking[p − 1]``, a JSON list; see
+  :func:`labkit.ranking.validate_ties`) and the ``answer`` kind: ``"ranking"``, or
+  ``"none_better"`` for "none of these is better than the current one", whose ranking is the
+  single row of the round's incumbent. A replay tells the optimizer the ranking and its ties.
+
+* **Schema versions.** ``labkit_meta`` names the file's schema version. Version 2 added the
+  ``ties`` and ``answer`` columns. A version 1 file is migrated when it is opened (one
+  transaction: the two columns are added with their defaults, ``[]`` and ``"ranking"``, which is
+  what every version 1 round was, and the version is set to 2), so its rounds read and replay
+  as before; a labkit that only knows version 1 then refuses the file rather than replay it
+  without its ties. A file of a newer version than this labkit knows is refused, not guessed at.
+
 Candidates (optional; the round seed normally suffices to regenerate them) are stored as
 safetensors bytes, which keep dtype and shape exactly; they come back as CPU tensors.
 """
@@ -74,15 +87,20 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from labkit.ranking import Ranking, validate_ranking
+from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["SCHEMA_VERSION", "Round", "RoundLog", "SessionRecord"]
+__all__ = ["ANSWERS", "SCHEMA_VERSION", "Round", "RoundLog", "SessionRecord"]
 
 #: Version of the table layout below. A log written by a newer labkit is refused, not guessed at.
-SCHEMA_VERSION = 1
+#: 1: the first layout. 2: ``rounds.ties`` and ``rounds.answer`` (a version 1 file is migrated).
+SCHEMA_VERSION = 2
+
+#: The kinds of answer a round can hold: a ranking (with ties or not), or "none of these is
+#: better than the current one" (then the ranking is the incumbent's row alone).
+ANSWERS = ("ranking", "none_better")
 
 #: Written into the ``labkit_meta`` table; its presence is what makes a file a labkit round log.
 _FORMAT_NAME = "labkit.round_log"
@@ -119,16 +137,27 @@ _SCHEMA: tuple[str, ...] = (
         candidates_shape TEXT,                   -- JSON list
         undone           INTEGER NOT NULL DEFAULT 0 CHECK (undone IN (0, 1)),
         undone_utc       TEXT,
-        meta             TEXT NOT NULL           -- JSON object
+        meta             TEXT NOT NULL,          -- JSON object
+        ties             TEXT NOT NULL DEFAULT '[]',  -- JSON list of tied positions (version 2)
+        answer           TEXT NOT NULL DEFAULT 'ranking'
+                         CHECK (answer IN ('ranking', 'none_better'))  -- (version 2)
     )""",
     # At most one live row per (session, round); undone rows may repeat the number.
     "CREATE UNIQUE INDEX rounds_live_round ON rounds(session_id, round) WHERE undone = 0",
     "CREATE INDEX rounds_session_seq ON rounds(session_id, seq)",
 )
 
+# Version 1 -> 2: the same two columns as in _SCHEMA, added to an existing rounds table. Every
+# version 1 round was a plain ranking without ties, which is what the defaults say.
+_MIGRATE_1_TO_2: tuple[str, ...] = (
+    "ALTER TABLE rounds ADD COLUMN ties TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE rounds ADD COLUMN answer TEXT NOT NULL DEFAULT 'ranking' "
+    "CHECK (answer IN ('ranking', 'none_better'))",
+)
+
 # Columns read back into a Round, in this order.
 _ROUND_COLUMNS = (
-    "seq, session_id, round, time_utc, time_epoch, rater, seed, kind, m, ranking, "
+    "seq, session_id, round, time_utc, time_epoch, rater, seed, kind, m, ranking, ties, answer, "
     "candidates_dtype, candidates_shape, undone, undone_utc, meta"
 )
 
@@ -145,6 +174,8 @@ _EXPORT_COLUMNS = (
     "kind",
     "m",
     "ranking",
+    "ties",
+    "answer",
     "undone",
     "undone_utc",
     "candidates_shape",
@@ -157,9 +188,12 @@ _EXPORT_COLUMNS = (
 class Round:
     """One row of the round log.
 
-    ``candidates`` is the ``m × *shape`` candidate tensor on the CPU when it was stored and asked
-    for, else ``None``; ``candidates_shape`` / ``candidates_dtype`` describe it whenever it was
-    stored (also when it was not loaded).
+    ``ties`` are the tied positions of ``ranking`` (``()``: none; see
+    :func:`labkit.ranking.validate_ties`) and ``answer`` the kind of answer, ``"ranking"`` or
+    ``"none_better"`` (see :data:`ANSWERS`); a replay tells the optimizer
+    ``tell(ranking, ties=ties)``. ``candidates`` is the ``m × *shape`` candidate tensor on the CPU
+    when it was stored and asked for, else ``None``; ``candidates_shape`` / ``candidates_dtype``
+    describe it whenever it was stored (also when it was not loaded).
     """
 
     seq: int  # append order across the whole file; unique, never reused
@@ -175,6 +209,8 @@ class Round:
     undone: bool
     undone_utc: str | None
     meta: dict[str, Any] = field(default_factory=dict)
+    ties: Ties = ()
+    answer: str = "ranking"
     candidates_shape: tuple[int, ...] | None = None
     candidates_dtype: str | None = None
     candidates: torch.Tensor | None = field(default=None, repr=False, compare=False)
@@ -273,8 +309,8 @@ def _decode_candidates(blob: bytes) -> torch.Tensor:
 
 
 def _row_to_round(row: Sequence[Any], blob: bytes | None) -> Round:
-    (seq, sid, rnd, t_utc, t_epoch, rater, seed, kind, m, ranking, c_dtype, c_shape, undone,
-     undone_utc, meta) = row  # fmt: skip
+    (seq, sid, rnd, t_utc, t_epoch, rater, seed, kind, m, ranking, ties, answer, c_dtype,
+     c_shape, undone, undone_utc, meta) = row  # fmt: skip
     return Round(
         seq=int(seq),
         session_id=str(sid),
@@ -289,6 +325,8 @@ def _row_to_round(row: Sequence[Any], blob: bytes | None) -> Round:
         undone=bool(undone),
         undone_utc=undone_utc,
         meta=json.loads(meta),
+        ties=tuple(int(p) for p in json.loads(ties)),
+        answer=str(answer),
         candidates_shape=None if c_shape is None else tuple(json.loads(c_shape)),
         candidates_dtype=c_dtype,
         candidates=None if blob is None else _decode_candidates(blob),
@@ -350,11 +388,11 @@ class RoundLog:
     def _refuse(self, why: str) -> ValueError:
         return ValueError(f"{str(self._path)!r} is not a labkit round log: {why}")
 
-    def _check_existing(self, conn: sqlite3.Connection) -> bool:
-        """Whether the file already holds a labkit log (True) or nothing at all (False).
+    def _existing_version(self, conn: sqlite3.Connection) -> int | None:
+        """The schema version of the labkit log the file holds, or None when it holds nothing.
 
-        Raises ValueError for a file that holds something else. Reads only: a foreign file must
-        be left exactly as it was (not even switched to WAL).
+        Raises ValueError for a file that holds something else, or a log of a newer version.
+        Reads only: a foreign file must be left exactly as it was (not even switched to WAL).
         """
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -364,7 +402,7 @@ class RoundLog:
         except sqlite3.DatabaseError as err:  # "file is not a database", ...
             raise self._refuse(f"SQLite cannot read it ({err})") from err
         if not tables and app_id == 0:
-            return False
+            return None
         if "labkit_meta" not in tables:
             raise self._refuse(
                 f"it is an SQLite database without a labkit_meta table (it has: {sorted(tables)})"
@@ -389,11 +427,11 @@ class RoundLog:
             )
         if version < 1:
             raise self._refuse(f"schema_version {version} is not a labkit schema version")
-        return True
+        return version
 
     def _open(self) -> None:
         conn = self._connection()
-        exists = self._check_existing(conn)
+        version = self._existing_version(conn)
         # WAL: readers never block the writer and a commit is one append to the -wal file. The
         # mode is stored in the file; switching needs a moment of exclusive access, for which the
         # busy timeout waits if another process is opening the same new file right now.
@@ -406,12 +444,16 @@ class RoundLog:
         # FULL: fsync the WAL at every commit (see the module docstring for why not NORMAL).
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        if exists:
+        if version == SCHEMA_VERSION:
+            return
+        if version is not None:
+            self._migrate()
             return
         with self._write() as c:
             # Another process may have created the schema since we looked: check again under
             # the write lock (which we now hold until COMMIT).
-            if self._check_existing(c):
+            if self._existing_version(c) is not None:
+                self._migrate_in(c)
                 return
             for statement in _SCHEMA:
                 c.execute(statement)
@@ -424,6 +466,28 @@ class RoundLog:
                     ("schema_version", str(SCHEMA_VERSION)),
                     ("created_utc", created),
                 ],
+            )
+
+    def _migrate(self) -> None:
+        """Bring a log of an older schema version up to :data:`SCHEMA_VERSION`, all or nothing."""
+        with self._write() as c:
+            self._migrate_in(c)
+
+    def _migrate_in(self, c: sqlite3.Connection) -> None:
+        # Read the version again under the write lock: another process may have migrated the
+        # file since we looked, and must not be migrated twice.
+        version = self._existing_version(c)
+        if version == 1:
+            for statement in _MIGRATE_1_TO_2:
+                c.execute(statement)
+            migrated, _ = _now()
+            c.execute(
+                "UPDATE labkit_meta SET value = ? WHERE key = 'schema_version'",
+                (str(SCHEMA_VERSION),),
+            )
+            c.execute(
+                "INSERT OR REPLACE INTO labkit_meta(key, value) VALUES ('migrated_utc', ?)",
+                (migrated,),
             )
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -562,14 +626,20 @@ class RoundLog:
         kind: str = "gradient",
         candidates: torch.Tensor | None = None,
         meta: Mapping[str, Any] | None = None,
+        ties: Sequence[int] | torch.Tensor | None = None,
+        answer: str = "ranking",
     ) -> Round:
         """Append one round; return the row as written, only once it is committed.
 
         ``ranking`` (row indices best first) is checked by :func:`labkit.ranking.validate_ranking`
-        against ``m``, the number of candidates in the round. ``seed`` is the optimizer's seed for
-        the round (any Python int; stored exactly), ``candidates`` optionally the ``m × *shape``
-        tensor itself (any device; stored as safetensors bytes). ``kind`` names the round type,
-        e.g. ``"gradient"`` or ``"line_search"``; ``meta`` is free-form JSON.
+        against ``m``, the number of candidates in the round, and its ``ties`` (tied positions,
+        None for none) by :func:`labkit.ranking.validate_ties`. ``answer`` is ``"ranking"`` or
+        ``"none_better"`` ("none of these is better than the current one"), whose ranking must be
+        one row (the round's incumbent, which the caller knows) without ties. ``seed`` is the
+        optimizer's seed for the round (any Python int; stored exactly), ``candidates``
+        optionally the ``m × *shape`` tensor itself (any device; stored as safetensors bytes).
+        ``kind`` names the round type, e.g. ``"gradient"`` or ``"line_search"``; ``meta`` is
+        free-form JSON.
 
         The returned :class:`Round` equals what :meth:`rounds` reads back for it (its
         ``candidates``, when given, are the stored CPU copy), so a caller never re-reads the file
@@ -584,6 +654,14 @@ class RoundLog:
         rnd = _check_int("round", round, minimum=0)
         m_ = _check_int("m", m, minimum=1)
         r = validate_ranking(ranking, m_)
+        t = validate_ties(ties, len(r))
+        if not isinstance(answer, str) or answer not in ANSWERS:
+            raise ValueError(f"answer must be one of {ANSWERS}; got {answer!r}")
+        if answer == "none_better" and (len(r) != 1 or t):
+            raise ValueError(
+                f"a none_better answer is the ranking of the round's incumbent alone, without "
+                f"ties; got ranking {list(r)} with ties {list(t)}"
+            )
         if rater is not None and not isinstance(rater, str):
             raise ValueError(f"rater must be a string id or None; got {rater!r}")
         if seed is not None:
@@ -619,8 +697,8 @@ class RoundLog:
                 )
             cur = c.execute(
                 "INSERT INTO rounds(session_id, round, time_utc, time_epoch, rater, seed, kind, "
-                "m, ranking, candidates, candidates_dtype, candidates_shape, undone, meta) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                "m, ranking, ties, answer, candidates, candidates_dtype, candidates_shape, "
+                "undone, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
                 (
                     sid,
                     rnd,
@@ -631,6 +709,8 @@ class RoundLog:
                     kind,
                     m_,
                     json.dumps(list(r)),
+                    json.dumps(list(t)),
+                    answer,
                     blob,
                     c_dtype,
                     c_shape,
@@ -653,6 +733,8 @@ class RoundLog:
             undone=False,
             undone_utc=None,
             meta=json.loads(meta_json),  # as read back: JSON types (lists, not tuples)
+            ties=t,
+            answer=answer,
             candidates_shape=None if c_shape is None else tuple(json.loads(c_shape)),
             candidates_dtype=c_dtype,
             candidates=stored,
@@ -750,7 +832,8 @@ class RoundLog:
 
         All sessions when ``session_id`` is None. Undone rows are included by default (with
         ``undone=True``) because an export shows the whole log; candidates are not included (their
-        shape and dtype are). ``ranking`` holds tuples, ``meta`` dicts, ``time_utc`` tz-aware
+        shape and dtype are). ``ranking`` and ``ties`` hold tuples, ``answer`` strings
+        (``"ranking"`` or ``"none_better"``), ``meta`` dicts, ``time_utc`` tz-aware
         timestamps; ``seed`` is an object column of Python ints (seeds may exceed int64).
         """
         import pandas as pd
@@ -772,7 +855,8 @@ class RoundLog:
     ) -> Path:
         """Write the rounds to a CSV file (one row per log row); return its path.
 
-        ``ranking``, ``candidates_shape`` and ``meta`` are JSON strings in their cells; candidates
+        ``ranking``, ``ties``, ``candidates_shape`` and ``meta`` are JSON strings in their cells;
+        ``answer`` is ``ranking`` or ``none_better``; candidates
         themselves are not exported (use :meth:`export_json` with ``include_candidates=True``).
         """
         out = Path(path)
@@ -793,6 +877,8 @@ class RoundLog:
                         r.kind,
                         r.m,
                         json.dumps(list(r.ranking)),
+                        json.dumps(list(r.ties)),
+                        r.answer,
                         int(r.undone),
                         "" if r.undone_utc is None else r.undone_utc,
                         "" if r.candidates_shape is None else json.dumps(list(r.candidates_shape)),
@@ -838,6 +924,8 @@ class RoundLog:
                     "kind": r.kind,
                     "m": r.m,
                     "ranking": list(r.ranking),
+                    "ties": list(r.ties),
+                    "answer": r.answer,
                     "undone": r.undone,
                     "undone_utc": r.undone_utc,
                     "candidates_shape": (

@@ -20,16 +20,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from labkit import store as store_module
 from labkit.store import SCHEMA_VERSION, Round, RoundLog
+from tests._round_log_v1 import copy_as_version_1, create_version_1
 
 
 @pytest.fixture
@@ -145,8 +149,57 @@ def test_refuses_newer_schema_version(tmp_path: Path) -> None:
     c.execute("UPDATE labkit_meta SET value = ? WHERE key = 'schema_version'", (str(99),))
     c.commit()
     c.close()
-    with pytest.raises(ValueError, match=r"schema version 99, newer than the 1"):
+    with pytest.raises(ValueError, match=rf"schema version 99, newer than the {SCHEMA_VERSION}"):
         RoundLog(path)
+
+
+def _columns(path: Path) -> list[str]:
+    with closing(sqlite3.connect(path)) as c:
+        return [row[1] for row in c.execute("PRAGMA table_info(rounds)")]
+
+
+def _meta(path: Path) -> dict[str, str]:
+    with closing(sqlite3.connect(path)) as c:
+        return dict(c.execute("SELECT key, value FROM labkit_meta").fetchall())
+
+
+def test_a_version_1_log_is_migrated_on_open_and_reads_as_before(tmp_path: Path) -> None:
+    made = tmp_path / "made.labkit"
+    with RoundLog(made) as lg:
+        sid = lg.new_session(meta={"task": "sphere"})
+        lg.append(sid, round=0, ranking=[2, 0], m=3, seed=5, rater="ada")
+        lg.append(sid, round=1, ranking=[1], m=3, candidates=torch.arange(3.0))
+        lg.mark_undone(sid, 1)
+        lg.append(sid, round=1, ranking=[0, 1, 2], m=3)
+        expected = lg.rounds(sid, include_undone=True)
+    old = tmp_path / "old.labkit"
+    copy_as_version_1(made, old)
+    assert _meta(old)["schema_version"] == "1" and "ties" not in _columns(old)
+
+    with RoundLog(old) as lg:
+        assert lg.rounds(sid, include_undone=True) == expected  # ties (), answer "ranking"
+        assert [r.candidates_shape for r in expected] == [None, (3,), None]
+        lg.append(sid, round=2, ranking=[2, 1, 0], m=3, ties=[1])  # and takes ties from now on
+        assert lg.rounds(sid)[-1].ties == (1,)
+    meta = _meta(old)
+    assert meta["schema_version"] == str(SCHEMA_VERSION) == "2" and "migrated_utc" in meta
+    assert _columns(old) == _columns(made)  # the same layout as a file made as version 2
+    assert _integrity(old) == "ok"
+    with RoundLog(old) as lg:  # opened again: nothing left to migrate
+        lg._migrate()  # (a second process that looked before the first migrated: a no-op)
+        assert len(lg.rounds(sid)) == 3
+    assert _meta(old)["migrated_utc"] == meta["migrated_utc"]
+
+
+def test_an_empty_version_1_log_is_migrated_too(tmp_path: Path) -> None:
+    path = tmp_path / "old.labkit"
+    create_version_1(path)
+    with RoundLog(path) as lg:
+        sid = lg.new_session()
+        assert lg.append(sid, round=0, ranking=[0], m=1, answer="none_better").answer == (
+            "none_better"
+        )
+    assert _meta(path)["schema_version"] == "2"
 
 
 def test_refuses_wrong_format_name(tmp_path: Path) -> None:
@@ -240,6 +293,27 @@ def test_candidates_round_trip_bit_for_bit(log: RoundLog, dtype: torch.dtype) ->
     assert lite.candidates is None and lite.candidates_shape == (5, 2, 3)
 
 
+def test_ties_and_the_answer_kind_round_trip(log: RoundLog) -> None:
+    sid = log.new_session()
+    plain = log.append(sid, round=0, ranking=[3, 1, 0], m=4)
+    tied = log.append(sid, round=1, ranking=[3, 1, 0], m=4, ties=np.array([1, 2]))
+    none_better = log.append(sid, round=2, ranking=[0], m=4, answer="none_better")
+    assert (plain.ties, plain.answer) == ((), "ranking")
+    assert (tied.ties, tied.answer) == ((1, 2), "ranking")
+    assert (none_better.ranking, none_better.ties, none_better.answer) == ((0,), (), "none_better")
+    assert log.rounds(sid) == [plain, tied, none_better]
+    assert all(type(p) is int for p in log.rounds(sid)[1].ties)
+
+
+def test_the_file_refuses_an_unknown_answer_kind_itself(log: RoundLog) -> None:
+    """Not only append: the table's CHECK keeps any other writer from storing a bogus kind."""
+    sid = log.new_session()
+    log.append(sid, round=0, ranking=[0], m=1)
+    with closing(sqlite3.connect(log.path)) as c:
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            c.execute("UPDATE rounds SET answer = 'maybe'")
+
+
 def test_non_contiguous_candidates_are_stored_as_seen(log: RoundLog) -> None:
     sid = log.new_session()
     base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
@@ -271,6 +345,14 @@ _BAD_APPENDS: list[tuple[dict[str, Any], str]] = [
     ({"candidates": torch.zeros(3, 2)}, r"m=4 rows.*\(3, 2\)"),
     ({"candidates": torch.zeros(())}, r"m=4 rows"),
     ({"candidates": [[0.0]] * 4}, "must be a torch.Tensor"),
+    ({"ties": [2]}, "tie position 2 .* positions 1..1"),
+    ({"ties": [0]}, "tie position 0"),
+    ({"ties": {1}}, "a set has no order"),
+    ({"ties": [True]}, "of type bool"),
+    ({"answer": "maybe"}, r"answer must be one of \('ranking', 'none_better'\); got 'maybe'"),
+    ({"answer": None}, "answer must be one of"),
+    ({"answer": "none_better"}, r"incumbent alone, without ties; got ranking \[1, 0\]"),
+    ({"answer": "none_better", "ranking": [1], "ties": [1]}, "tie position 1"),
 ]
 
 
@@ -470,8 +552,8 @@ def _fill(log: RoundLog) -> tuple[str, str]:
     log.append(a, round=0, ranking=[2, 0], m=3, rater="ada", seed=11, meta={"x": 1})
     log.append(a, round=1, ranking=[1], m=3, seed=2**63, candidates=torch.arange(6.0).reshape(3, 2))
     log.mark_undone(a, 1)
-    log.append(a, round=1, ranking=[0, 1, 2], m=3, kind="line_search")
-    log.append(b, round=0, ranking=[0], m=1)
+    log.append(a, round=1, ranking=[0, 1, 2], m=3, kind="line_search", ties=[2])
+    log.append(b, round=0, ranking=[0], m=1, answer="none_better")
     return a, b
 
 
@@ -487,6 +569,8 @@ def test_to_dataframe(log: RoundLog) -> None:
     assert df["seed"].iloc[1] == 2**63
     assert df["meta"].iloc[0] == {"x": 1}
     assert df["candidates_shape"].iloc[1] == (3, 2)
+    assert list(df["ties"]) == [(), (), (2,), ()]
+    assert list(df["answer"]) == ["ranking", "ranking", "ranking", "none_better"]
     assert isinstance(df["time_utc"].dtype, pd.DatetimeTZDtype)
     only_a_live = log.to_dataframe(a, include_undone=False)
     assert list(only_a_live["round"]) == [0, 1] and not only_a_live["undone"].any()
@@ -505,6 +589,9 @@ def test_export_csv(log: RoundLog, tmp_path: Path) -> None:
     assert rows[1]["undone"] == "1" and json.loads(rows[1]["candidates_shape"]) == [3, 2]
     assert json.loads(rows[0]["meta"]) == {"x": 1}
     assert rows[2]["kind"] == "line_search"
+    assert [json.loads(r["ties"]) for r in rows] == [[], [], [2], []]
+    assert [r["answer"] for r in rows] == ["ranking", "ranking", "ranking", "none_better"]
+    assert list(rows[0]) == list(store_module._EXPORT_COLUMNS)
     with log.export_csv(tmp_path / "b.csv", session_id=b).open(newline="") as f:
         only_b = list(csv.DictReader(f))
     assert [r["session_id"] for r in only_b] == [b]
@@ -523,6 +610,8 @@ def test_export_json(log: RoundLog, tmp_path: Path) -> None:
     assert ra[0]["seed"] == 11
     assert ra[1]["candidates"] == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
     assert ra[0]["candidates"] is None
+    assert [(r["ties"], r["answer"]) for r in ra] == [([], "ranking")] * 2 + [([2], "ranking")]
+    assert doc["sessions"][1]["rounds"][0]["answer"] == "none_better"
     live_b = json.loads(
         log.export_json(tmp_path / "b.json", session_id=b, include_undone=False).read_text()
     )
