@@ -22,6 +22,12 @@ the live plot alone, so that no visitor ranks in the judge's name.
 
 Undo marks the last round undone in the log (nothing is deleted) and rolls the optimizer back;
 the same candidates then come again, since the optimizer's randomness is rolled back too.
+
+An answer is a ranking with optional ties (``submit(ranking, ties=...)``), or, in a round that
+shows the current iterate (``optimizer.incumbent_index`` is not None), "none of these is better
+than the current one" (``submit(none_better=True)``): the optimizer is told the ranking
+``(incumbent_index,)`` and the log records the answer as ``"none_better"``. The widget offers
+both; the log keeps both, and a replay tells the optimizer the ranking with its ties.
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ from typing import Any
 
 import torch
 
-from labkit.optim.base import RankOptimizer, integer
-from labkit.ranking import Ranking
+from labkit.optim.base import RankOptimizer, check_flag, integer
+from labkit.ranking import Ranking, Ties, validate_ranking
 from labkit.store import Round, RoundLog
 from labkit.tasks.base import Task
 
@@ -244,8 +250,14 @@ class Session:
                 f"round {rnd.round} of the log does not match the optimizer: logged m={rnd.m}, "
                 f"seed={rnd.seed}; the optimizer asks m={X.shape[0]}, seed={seed}"
             )
+        if rnd.answer == "none_better" and (opt.incumbent_index,) != rnd.ranking:
+            raise ValueError(
+                f"round {rnd.round} of the log answered 'none is better than the current one' "
+                f"(candidate {rnd.ranking[0]}), but in the optimizer's round the current one is "
+                f"{opt.incumbent_index}"
+            )
         self._push_snapshot()
-        opt.tell(rnd.ranking)
+        opt.tell(rnd.ranking, ties=rnd.ties)
         self.history.append(rnd.ranking)
         self._times.append(rnd.time_epoch)
 
@@ -262,32 +274,42 @@ class Session:
 
     def submit(
         self,
-        ranking: Sequence[int] | torch.Tensor,
+        ranking: Sequence[int] | torch.Tensor | None = None,
         *,
+        ties: Sequence[int] | torch.Tensor | None = None,
+        none_better: bool = False,
         rater: str | None = None,
         meta: dict[str, Any] | None = None,
     ) -> Round:
-        """Rank the current round: log it durably, then tell the optimizer, then update views.
+        """Answer the current round: log it durably, then tell the optimizer, then update views.
 
-        Returns the row the log wrote. The ranking is checked once, by the log's append against
+        The answer is ``ranking`` (row indices, best first) with optional ``ties`` (positions p
+        where ``ranking[p]`` is as good as ``ranking[p − 1]``), or ``none_better=True``: "none of
+        these is better than the current one", possible only in a round that shows the current
+        iterate; its ranking is ``(optimizer.incumbent_index,)`` (``ranking`` may be omitted, or
+        must be exactly that) and it is logged with ``answer="none_better"``.
+
+        Returns the row the log wrote. The answer is checked once, by the log's append against
         the round's ``m``: a malformed one is a ``ValueError`` and nothing is logged or told. An
         exception from the append means the ranking was *not taken*; once the append has
         returned it is taken, whatever fails after (telling the optimizer, the views).
         """
         with self._lock:
-            rnd = self._record(ranking, rater=rater, meta=meta)
+            rnd = self._record(ranking, ties=ties, none_better=none_better, rater=rater, meta=meta)
             agreement = self._tell(rnd)
         self._after_round(rnd, agreement)
         return rnd
 
     def _record(
         self,
-        ranking: Sequence[int] | torch.Tensor,
+        ranking: Sequence[int] | torch.Tensor | None,
         *,
+        ties: Sequence[int] | torch.Tensor | None = None,
+        none_better: bool = False,
         rater: str | None = None,
         meta: dict[str, Any] | None = None,
     ) -> Round:
-        """Step 1 of a round: append the current round's ranking to the log; return the row.
+        """Step 1 of a round: append the current round's answer to the log; return the row.
 
         Returns only after the commit; raises (and nothing is written) otherwise.
         """
@@ -295,6 +317,24 @@ class Session:
         X = opt.ask()
         if meta is not None and not isinstance(meta, dict):
             raise ValueError(f"meta must be a dict of JSON values; got {meta!r}")
+        answer = "ranking"
+        if check_flag("none_better", none_better):
+            incumbent = opt.incumbent_index
+            if incumbent is None:
+                raise ValueError(
+                    f"round {self.round} does not show the current iterate, so 'none is better "
+                    f"than the current one' cannot be answered; rank the candidates"
+                )
+            given = None if ranking is None else validate_ranking(ranking, X.shape[0])
+            if given is not None and given != (incumbent,):
+                raise ValueError(
+                    f"'none is better than the current one' is the ranking [{incumbent}] (the "
+                    f"current one alone); got {list(given)}"
+                )
+            # Ties are checked by the log against this ranking of one: there is none to give.
+            ranking, answer = (incumbent,), "none_better"
+        elif ranking is None:
+            raise ValueError("submit() needs a ranking, or none_better=True")
         # The round's own facts win over a caller's meta of the same name.
         round_meta = {
             **(meta or {}),
@@ -305,6 +345,8 @@ class Session:
             self.session_id,
             round=self.round,
             ranking=ranking,
+            ties=ties,
+            answer=answer,
             m=X.shape[0],
             rater=rater if rater is not None else self.rater,
             seed=opt.round_seed,
@@ -319,7 +361,7 @@ class Session:
         opt = self.optimizer
         before = opt.x.detach().clone()
         self._push_snapshot()
-        opt.tell(rnd.ranking)  # the log checked it against this round's m
+        opt.tell(rnd.ranking, ties=rnd.ties)  # the log checked them against this round's m
         self.history.append(rnd.ranking)
         self._times.append(rnd.time_epoch)
         return self._agreement(opt.x - before)
@@ -528,10 +570,13 @@ class Session:
         digest = hashlib.sha256(f"{self.session_id}/{self.round}/{self._shown}".encode()).digest()
         return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
-    def _on_widget_submit(self, ranking: Ranking, round_id: int) -> None:
-        """The widget's submit callback: the round's path for a person's ranking.
+    def _on_widget_submit(
+        self, ranking: Ranking, round_id: int, *, ties: Ties = (), none_better: bool = False
+    ) -> None:
+        """The widget's submit callback: the round's path for a person's answer.
 
-        ``ranking`` was validated by the widget for the round on screen (the trust boundary).
+        ``ranking``, its ``ties`` and ``none_better`` were validated by the widget for the round
+        on screen (the trust boundary), and are checked again by the log against the round.
         What the append does decides "taken": if it raises, nothing was committed and the page
         keeps the ranking (:class:`~labkit.widgets.NotTaken`); once it returns, the page is told
         at once, before the optimizer hears of it and the next round is rendered, and anything
@@ -544,7 +589,7 @@ class Session:
             if round_id != self.round:
                 raise NotTaken(self._stale(round_id, "the ranking was not recorded"))
             try:
-                rnd = self._record(ranking)
+                rnd = self._record(ranking, ties=ties, none_better=none_better)
             except Exception as exc:
                 raise NotTaken(f"{type(exc).__name__}: {exc}") from exc
             self._widget.acknowledge(round_id)

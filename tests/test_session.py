@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from labkit.optim.zo_ranksgd import ZORankSGD
 from labkit.oracles import TopKJudge
 from labkit.session import Session
-from labkit.store import RoundLog
+from labkit.store import Round, RoundLog
 from labkit.tasks.functions import FunctionTask
+from tests._round_log_v1 import copy_as_version_1
 
 
 def _opt(line_search: int = 0, seed: int = 7) -> ZORankSGD:
@@ -45,7 +47,7 @@ def test_the_log_survives_when_tell_is_never_reached(tmp_path: Path) -> None:
     s = Session(_opt(), log=tmp_path / "log.sqlite")
     s.candidates()
 
-    def crash(ranking: object) -> None:
+    def crash(ranking: object, *, ties: object = None) -> None:
         raise RuntimeError("power cut")
 
     s.optimizer.tell = crash  # type: ignore[method-assign]
@@ -66,6 +68,87 @@ def test_resume_replays_the_log_bit_for_bit(tmp_path: Path, line_search: int) ->
     assert torch.equal(resumed.optimizer.x, s.optimizer.x)
     assert resumed.history == s.history and resumed.round == 12
     assert torch.equal(resumed.candidates(), s.candidates())
+
+
+def _answer(s: Session, rng: np.random.Generator) -> Round:
+    """A random answer to the current round: now and then "none is better" where the round
+    shows the current iterate, else a top-3 ranking with random ties."""
+    n = s.candidates().shape[0]
+    if s.optimizer.incumbent_index is not None and rng.random() < 0.5:
+        return s.submit(none_better=True)
+    ranking = [int(i) for i in rng.permutation(n)[:3]]
+    ties = [p for p in (1, 2) if rng.random() < 0.5]
+    return s.submit(ranking, ties=ties)
+
+
+@pytest.mark.parametrize("line_search", [0, 2])
+def test_ties_and_none_better_are_logged_and_replay_bit_for_bit(
+    tmp_path: Path, line_search: int
+) -> None:
+    path = tmp_path / "log.sqlite"
+    s = Session(_opt(line_search), log=path, rater="ada")
+    rng = np.random.default_rng(line_search)
+    for _ in range(10):
+        _answer(s, rng)
+    s.undo()
+    for _ in range(3):
+        _answer(s, rng)
+    rows = s.log.rounds(s.session_id)
+    assert any(r.ties for r in rows)
+    if line_search:
+        assert any(r.answer == "none_better" for r in rows)
+        assert all(
+            r.ranking == (0,) and r.kind == "line_search" for r in rows if r.answer != "ranking"
+        )
+    resumed = Session.resume(_opt(line_search), log=path, session_id=s.session_id)
+    assert torch.equal(resumed.optimizer.x, s.optimizer.x)
+    assert torch.equal(resumed.candidates(), s.candidates())
+    # The ties mattered: the same rankings told without them go elsewhere.
+    untied = _opt(line_search)
+    for r in rows:
+        untied.ask()
+        untied.tell(r.ranking)
+    assert not torch.equal(untied.x, s.optimizer.x)
+
+
+def test_none_better_needs_a_round_with_the_current_iterate(tmp_path: Path) -> None:
+    s = Session(_opt(line_search=2), log=tmp_path / "log.sqlite")
+    s.candidates()
+    with pytest.raises(ValueError, match="round 0 does not show the current iterate"):
+        s.submit(none_better=True)
+    with pytest.raises(ValueError, match="needs a ranking, or none_better=True"):
+        s.submit()
+    with pytest.raises(ValueError, match="none_better must be True or False"):
+        s.submit([0], none_better="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tie position 3"):
+        s.submit([4, 1, 0], ties=[3])
+    assert s.log.rounds(s.session_id) == [] and s.round == 0
+    s.submit([4, 1, 0], ties=[1])
+    x = s.optimizer.x.clone()
+    assert s.optimizer.incumbent_index == 0  # a line-search round: x is row 0
+    with pytest.raises(
+        ValueError, match=r"is the ranking \[0\] \(the current one alone\); got \[1\]"
+    ):
+        s.submit([1], none_better=True)
+    with pytest.raises(ValueError, match="one candidate has no two to tie"):
+        s.submit(none_better=True, ties=[1])
+    rnd = s.submit([0], none_better=True)  # the ranking may be given, if it is the right one
+    assert (rnd.ranking, rnd.answer, rnd.ties) == ((0,), "none_better", ())
+    assert rnd.meta["incumbent_index"] == 0
+    assert torch.equal(s.optimizer.x, x)  # the current one stays
+
+
+def test_a_log_written_before_ties_existed_still_resumes(tmp_path: Path) -> None:
+    made = tmp_path / "made.sqlite"
+    s = Session(_opt(line_search=2), log=made, judge=_judge())
+    s.run(7, progress=False)
+    old = tmp_path / "old.sqlite"
+    copy_as_version_1(made, old)  # a genuine version 1 file holding these rounds
+    resumed = Session.resume(_opt(line_search=2), log=old, session_id=s.session_id)
+    assert torch.equal(resumed.optimizer.x, s.optimizer.x) and resumed.round == 7
+    resumed.submit([2, 0, 1], ties=[2])  # the migrated file takes answers with ties
+    again = Session.resume(_opt(line_search=2), log=old, session_id=s.session_id)
+    assert torch.equal(again.optimizer.x, resumed.optimizer.x) and again.round == 8
 
 
 def test_resume_refuses_an_optimizer_made_differently(tmp_path: Path) -> None:

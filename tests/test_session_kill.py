@@ -200,9 +200,9 @@ def _widget_child(db: Path, id_file: Path, out: int, stop_at: tuple[str, int]) -
         os.replace(tmp, id_file)
     tell = s.optimizer.tell
 
-    def traced_tell(ranking: Any) -> None:
+    def traced_tell(ranking: Any, *, ties: Any = None) -> None:
         _point("tell", _state["round"])
-        tell(ranking)
+        tell(ranking, ties=ties)
 
     s.optimizer.tell = traced_tell  # type: ignore[method-assign]
 

@@ -82,6 +82,35 @@ def test_line_search_rounds_ask_for_the_winner_and_mark_the_incumbent(tmp_path: 
     assert [r.kind for r in s.log.rounds(s.session_id)] == ["gradient", "line_search"]
 
 
+def test_ties_and_none_better_from_the_page_reach_the_log_and_the_optimizer(
+    tmp_path: Path,
+) -> None:
+    s = _session(tmp_path, line_search=2)
+    s.show()
+    w = s._widget
+    w.submitted = {"round": 0, "ranking": [2, 0], "ties": [1]}  # a gradient round, k=2
+    assert w.round_id == 1 and w.incumbent == 0 and w.k == 1  # a line-search round
+    x = s.optimizer.x.clone()
+    w.submitted = {"round": 1, "ranking": [0], "none_better": True}
+    assert torch.equal(s.optimizer.x, x) and w.round_id == 2 and w.incumbent is None
+    rows = s.log.rounds(s.session_id)
+    assert [(r.ranking, r.ties, r.answer) for r in rows] == [
+        ((2, 0), (1,), "ranking"),
+        ((0,), (), "none_better"),
+    ]
+    # No current candidate in a gradient round: the page cannot answer "none is better".
+    with pytest.raises(Exception):  # noqa: B017 - traitlets raises TraitError
+        w.submitted = {"round": 2, "ranking": [0], "none_better": True}
+    assert "shows no current candidate" in w.error and len(s.log.rounds(s.session_id)) == 2
+    resumed = Session.resume(
+        ZORankSGD(torch.tensor([1.0, 1.0]), lr=0.3, mu=0.2, m=5, k=2, seed=1, line_search=2),
+        log=s.log,
+        session_id=s.session_id,
+    )
+    assert torch.equal(resumed.optimizer.x, s.optimizer.x)
+    assert torch.equal(resumed.candidates(), s.candidates())
+
+
 def test_a_submission_the_log_refused_can_be_made_again(tmp_path: Path) -> None:
     """Another Session on the same session id wrote round 0 first: this one's ranking is not
     taken, the page says so and may submit again (it is refused again, never lost silently)."""
@@ -150,9 +179,9 @@ def test_the_page_hears_accepted_after_the_commit_and_before_the_optimizer(
         events.append(f"append committed; page told accepted: {_accepted(sent)}")
         return row
 
-    def recorded_tell(ranking: Any) -> None:
+    def recorded_tell(ranking: Any, *, ties: Any = None) -> None:
         events.append(f"tell; page told accepted: {_accepted(sent)}")
-        tell(ranking)
+        tell(ranking, ties=ties)
 
     s.log.append = logged_append  # type: ignore[method-assign]
     s.optimizer.tell = recorded_tell  # type: ignore[method-assign]
