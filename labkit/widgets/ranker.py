@@ -6,13 +6,21 @@ them by dragging (mouse or touch, SortableJS) or by keyboard, and sends back one
 
     submitted = {"round": <round id>, "ranking": [candidate indices, best first]}
 
+with two optional keys: ``"ties": [positions]`` (p: ``ranking[p]`` is as good as
+``ranking[p - 1]``, see :func:`labkit.ranking.validate_ties`), set with the "=" toggles between
+adjacent ranked tiles; and ``"none_better": true``, the answer "none of these is better than the
+current one", which a round with an ``incumbent`` offers as a button and whose ranking is
+``[incumbent]`` alone, whatever ``k`` the round asks for.
+
 Trust boundary. Every synced trait is owned by Python except ``submitted``. The browser can
 change nothing else: :meth:`RankingWidget.set_state`, the entry point of every state update from
 the front end, drops any other key and sends Python's value back so the page reverts. A
 ``submitted`` value is checked by a traitlets validator: its round must be the round on screen, not
 yet answered and not busy, and its ranking must pass :func:`labkit.ranking.validate_ranking` for
 that round's ``m`` with exactly the number of entries the round asks for (``k``, or ``m`` in a
-full ranking). A refused value never reaches ``on_submit`` callbacks; its reason is put in the
+full ranking), its ties :func:`labkit.ranking.validate_ties` for that ranking; a ``none_better``
+answer needs a round with an incumbent and the ranking ``[incumbent]`` without ties. Any other
+key is refused. A refused value never reaches ``on_submit`` callbacks; its reason is put in the
 ``error`` trait, which the page shows. The Undo button is an event (a custom message), not state;
 an undo callback that fails has its reason put in ``error`` too.
 
@@ -31,16 +39,21 @@ submitted ranking is always in candidate indices, the rows of the round as Pytho
 
 Keyboard (the root element carries ``data-lm-suppress-shortcuts`` so JupyterLab leaves the keys
 alone): number keys pick the next best by label, arrows move the focused tile, Space enlarges it,
-Backspace takes the last move back, Enter submits.
+"=" ties the focused tile (or else the last one picked) with the one ranked above it, Backspace
+takes the last move or tie back, Enter submits. The tie toggles and the none-better button are
+buttons too (Tab, then Enter or Space).
 
 Accessibility contract (also relied on by browser tests): the list has ``role="list"`` and
 ``aria-label="Candidates"``; each tile ``role="listitem"`` and ``aria-label="Candidate N"`` with N
-its label; the buttons are named "Submit ranking" and "Undo"; drag handles are labelled
-"Drag handle for candidate N".
+its label; the buttons are named "Submit ranking", "Undo" and, in a round with an incumbent, "None
+is better than the current one"; drag handles are labelled "Drag handle for candidate N"; the tie
+toggle on a ranked tile (all but the first) is a button named "Tie candidate N with the one above"
+with ``aria-pressed``.
 """
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import pathlib
 import re
@@ -51,7 +64,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from labkit.ranking import Ranking, validate_ranking
+from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
 
 __all__ = ["NotTaken", "RankingWidget", "display_order"]
 
@@ -62,10 +75,14 @@ _MIME_RE = re.compile(r"^(image|video)/[A-Za-z0-9][A-Za-z0-9.+-]*$")
 
 _UINT32 = 0xFFFFFFFF
 
-#: Keys of a submission as the front end writes it.
+#: Keys of a submission as the front end writes it: always, and when the answer has them.
 _SUBMISSION_KEYS = frozenset({"round", "ranking"})
+_OPTIONAL_KEYS = frozenset({"ties", "none_better"})
 
-SubmitCallback = Callable[[Ranking, int], object]
+#: What a submit callback may take besides (ranking, round_id), as keywords (see on_submit).
+_ANSWER_KEYWORDS = ("ties", "none_better")
+
+SubmitCallback = Callable[..., object]
 UndoCallback = Callable[[int], object]
 
 
@@ -131,6 +148,8 @@ class _Handling:
 
     round_id: int
     ranking: Ranking
+    ties: Ties
+    none_better: bool
     saving_status: str  # the status shown meanwhile
     acknowledged: bool = False
 
@@ -153,6 +172,9 @@ class RankingWidget(anywidget.AnyWidget):
         w.on_submit(lambda ranking, round_id: print(round_id, ranking))
         w.show_round([png0, png1, png2, png3], round_id=0, k=2)   # PNG bytes
         w   # display it; when the person submits, on_submit gets e.g. ((2, 0), 0)
+
+        # A callback that takes the keywords ties and none_better gets them too:
+        w.on_submit(lambda ranking, round_id, *, ties, none_better: ...)
 
     Python-owned traits (synced to the page; writing them from the page has no effect):
 
@@ -207,6 +229,8 @@ class RankingWidget(anywidget.AnyWidget):
         self._submit_callbacks: list[SubmitCallback] = []
         self._undo_callbacks: list[UndoCallback] = []
         self._last_ranking: Ranking | None = None
+        self._last_ties: Ties = ()
+        self._last_none_better = False
         self._last_round: int | None = None
         self._handling: _Handling | None = None  # the submission the callbacks are handling
         self.on_msg(self._on_frontend_msg)
@@ -231,6 +255,16 @@ class RankingWidget(anywidget.AnyWidget):
     def last_ranking(self) -> Ranking | None:
         """The last acknowledged ranking (candidate indices, best first), or None before any."""
         return self._last_ranking
+
+    @property
+    def last_ties(self) -> Ties:
+        """The ties of :attr:`last_ranking` (tied positions, ``()`` for none)."""
+        return self._last_ties
+
+    @property
+    def last_none_better(self) -> bool:
+        """Whether :attr:`last_ranking` was the answer "none is better than the current one"."""
+        return self._last_none_better
 
     @property
     def last_round(self) -> int | None:
@@ -259,7 +293,8 @@ class RankingWidget(anywidget.AnyWidget):
                 id again (after an undo) reopens it.
             k: rank only the best ``k`` (a cut line separates them from the "not ranked" rest);
                 None or 0 for a full ranking.
-            incumbent: candidate index of the current iterate, badged "current"; or None.
+            incumbent: candidate index of the current iterate, badged "current"; or None. A
+                round with one offers the answer "None is better than the current one".
             seed: seed of the display shuffle in ``[0, 2**32)``; None uses ``round_id``, so a
                 run's display orders are reproducible.
 
@@ -338,11 +373,15 @@ class RankingWidget(anywidget.AnyWidget):
         value = proposal["value"]
         if value == {}:
             return {}  # "nothing submitted yet": what show_round resets to
-        if not isinstance(value, Mapping) or set(value) != _SUBMISSION_KEYS:
-            keys = sorted(value) if isinstance(value, Mapping) else type(value).__name__
+        if (
+            not isinstance(value, Mapping)
+            or not _SUBMISSION_KEYS <= set(value)
+            or not set(value) <= _SUBMISSION_KEYS | _OPTIONAL_KEYS
+        ):
+            keys = sorted(map(str, value)) if isinstance(value, Mapping) else type(value).__name__
             raise self._refuse(
-                f"a submission must be a dict with exactly the keys 'round' and 'ranking'; "
-                f"got {keys}"
+                f"a submission must be a dict with the keys 'round' and 'ranking', and optionally "
+                f"'ties' and 'none_better'; got {keys}"
             )
         round_ = value["round"]
         if isinstance(round_, bool) or not isinstance(round_, numbers.Integral):
@@ -361,17 +400,46 @@ class RankingWidget(anywidget.AnyWidget):
             )
         if self.accepted_round == round_:
             raise self._refuse(f"round {round_} was already submitted; wait for the next round")
+        none_better = value.get("none_better", False)
+        if not isinstance(none_better, bool):
+            raise self._refuse(
+                f"the submission's none_better must be true or false; got {none_better!r}"
+            )
         try:
             ranking = validate_ranking(value["ranking"], self.m)
         except ValueError as exc:
             raise self._refuse(f"invalid ranking for round {round_}: {exc}") from None
-        expected = self._k_expected()
-        if len(ranking) != expected:
-            what = f"the best {expected}" if expected < self.m else f"all {expected} candidates"
-            raise self._refuse(
-                f"round {round_} asks for {what}; the ranking {list(ranking)} names {len(ranking)}"
-            )
-        return {"round": int(round_), "ranking": list(ranking)}
+        try:
+            ties = validate_ties(value.get("ties"), len(ranking))
+        except ValueError as exc:
+            raise self._refuse(f"invalid ties for round {round_}: {exc}") from None
+        if none_better:
+            # "None of these is better than the current one": the incumbent alone, whatever k.
+            if self.incumbent is None:
+                raise self._refuse(
+                    f"round {round_} shows no current candidate, so 'none is better than the "
+                    f"current one' cannot be answered; rank the candidates"
+                )
+            if ranking != (self.incumbent,):
+                raise self._refuse(
+                    f"'none is better than the current one' in round {round_} is the ranking "
+                    f"[{self.incumbent}]; got {list(ranking)}"
+                )
+        else:
+            expected = self._k_expected()
+            if len(ranking) != expected:
+                what = f"the best {expected}" if expected < self.m else f"all {expected} candidates"
+                raise self._refuse(
+                    f"round {round_} asks for {what}; the ranking {list(ranking)} names "
+                    f"{len(ranking)}"
+                )
+        # The keys as sent, normalized: a value equal to what the page sent is not echoed back.
+        out: dict[str, Any] = {"round": int(round_), "ranking": list(ranking)}
+        if "ties" in value:
+            out["ties"] = list(ties)
+        if "none_better" in value:
+            out["none_better"] = none_better
+        return out
 
     @traitlets.observe("submitted")
     def _on_submitted(self, change: Mapping[str, Any]) -> None:
@@ -379,7 +447,10 @@ class RankingWidget(anywidget.AnyWidget):
         if not value:
             return
         ranking: Ranking = tuple(value["ranking"])
+        ties: Ties = tuple(value.get("ties", ()))
+        none_better = bool(value.get("none_better", False))
         round_id = int(value["round"])
+        answer = {"ties": ties, "none_better": none_better}
         # 1. While the callbacks record the ranking the page says so and takes no input (busy also
         #    makes the validator refuse a second submission). Nothing says "accepted" yet.
         saving = f"saving the ranking of round {round_id}…"
@@ -387,11 +458,12 @@ class RankingWidget(anywidget.AnyWidget):
             self.set_trait("error", "")
             self.status = saving
             self.busy = True
-        self._handling = _Handling(round_id, ranking, saving)
+        self._handling = _Handling(round_id, ranking, ties, none_better, saving)
         try:
             # 2. The callbacks record it; one of them may acknowledge() once its record is durable.
             for callback in list(self._submit_callbacks):
-                callback(ranking, round_id)
+                extra = {key: answer[key] for key in _answer_keywords(callback)}
+                callback(ranking, round_id, **extra)
         except Exception as exc:
             if isinstance(exc, NotTaken) and not self._handling.acknowledged:
                 # 3a. Not recorded: the page may submit this round again (after fixing the
@@ -441,6 +513,8 @@ class RankingWidget(anywidget.AnyWidget):
             return
         handling.acknowledged = True
         self._last_ranking = handling.ranking
+        self._last_ties = handling.ties
+        self._last_none_better = handling.none_better
         self._last_round = round_id
         if self.round_id != round_id:
             return  # a callback already put another round on screen: that says enough
@@ -521,6 +595,11 @@ class RankingWidget(anywidget.AnyWidget):
 
         ``ranking`` is a tuple of candidate indices, best first (length ``k``, or ``m`` in a full
         ranking), already validated for the round on screen; ``round_id`` the round it answers.
+        A callback whose signature takes the keyword ``ties`` (a tuple of tied positions, ``()``
+        for none) and/or ``none_better`` (True for "none is better than the current one", whose
+        ranking is ``(incumbent,)``), or ``**kwargs``, is given them as keywords; a callback of
+        two arguments is called with two, and can read :attr:`last_ties` and
+        :attr:`last_none_better` once the answer is acknowledged.
         ``remove=True`` unregisters the callback. The page hears "accepted" only once the
         callbacks have recorded it: a callback calls :meth:`acknowledge` after its durable
         write, or returns; one that did not record the ranking raises :class:`NotTaken`. If a
@@ -546,6 +625,26 @@ _ERROR_CHARS = 300
 def _cut(message: str) -> str:
     """``message`` cut to :data:`_ERROR_CHARS` characters (with an ellipsis when cut)."""
     return message if len(message) <= _ERROR_CHARS else message[: _ERROR_CHARS - 1] + "…"
+
+
+def _answer_keywords(callback: Callable[..., object]) -> tuple[str, ...]:
+    """Which of :data:`_ANSWER_KEYWORDS` a submit callback takes (all of them with ``**kwargs``).
+
+    Read from its signature, so that two-argument callbacks written before ties existed keep
+    working; a callable without a readable signature (some builtins) gets two arguments.
+    """
+    try:
+        params = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return _ANSWER_KEYWORDS
+    named = {
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+    return tuple(key for key in _ANSWER_KEYWORDS if key in named)
 
 
 def _register(callbacks: list[Any], callback: Callable[..., object], *, remove: bool) -> None:

@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -81,6 +82,10 @@ def page_undo(w: RankingWidget, round_id: Any) -> None:
 
 def submit(w: RankingWidget, round_id: Any, ranking: Any) -> None:
     page_update(w, {"submitted": {"round": round_id, "ranking": ranking}})
+
+
+def submit_answer(w: RankingWidget, answer: dict[str, Any]) -> None:
+    page_update(w, {"submitted": answer})
 
 
 @pytest.fixture
@@ -260,8 +265,16 @@ def test_stale_submission_is_refused_and_the_page_reverted(
         ({"round": 7, "ranking": [2, 0]}, "asks for all 4 candidates"),
         ({"round": "7", "ranking": [0, 1, 2, 3]}, "round must be an integer; got '7'"),
         ({"round": 7.0, "ranking": [0, 1, 2, 3]}, "round must be an integer"),
-        ({"ranking": [0, 1, 2, 3]}, "exactly the keys 'round' and 'ranking'"),
-        ({"round": 7, "ranking": [0, 1, 2, 3], "x": 1}, "exactly the keys"),
+        ({"ranking": [0, 1, 2, 3]}, "with the keys 'round' and 'ranking', and optionally 'ties'"),
+        ({"round": 7, "ranking": [0, 1, 2, 3], "x": 1}, "optionally 'ties' and 'none_better'"),
+        ({"round": 7, "ranking": [0, 1, 2, 3], "tie": [1]}, "got ['ranking', 'round', 'tie']"),
+        ({"round": 7, "ranking": [0, 1, 2, 3], "ties": [4]}, "invalid ties for round 7: tie pos"),
+        ({"round": 7, "ranking": [0, 1, 2, 3], "ties": [2, 1]}, "ascending"),
+        ({"round": 7, "ranking": [0, 1, 2, 3], "ties": [1, 1]}, "appears twice"),
+        ({"round": 7, "ranking": [0, 1, 2, 3], "ties": [1.0]}, "of type float"),
+        ({"round": 7, "ranking": [0, 1, 2, 3], "ties": "1"}, "ties must be a sequence"),
+        ({"round": 7, "ranking": [0, 1, 2, 3], "none_better": 1}, "true or false; got 1"),
+        ({"round": 7, "ranking": [0], "none_better": True}, "round 7 shows no current candidate"),
         ([0, 1, 2, 3], "expected a dict"),
         ("0,1,2,3", "expected a dict"),
         (None, "expected a dict"),
@@ -306,6 +319,55 @@ def test_top_k_round_asks_for_exactly_k() -> None:
     w.show_round([_png(c) for c in COLOURS[:3]], round_id=1, k=0)
     submit(w, 1, [2, 1])
     assert "asks for all 3" in w.error
+    w.close()
+
+
+def test_ties_reach_callbacks_that_take_them_and_two_argument_ones_still_work(
+    widget: tuple[RankingWidget, list[Any]],
+) -> None:
+    w, got = widget  # got: a two-argument callback
+    answers: list[Any] = []
+    w.on_submit(lambda ranking, round_id, *, ties, none_better: answers.append((ties, none_better)))
+    only_ties: list[Any] = []
+    w.on_submit(lambda ranking, round_id, ties=(): only_ties.append(ties))
+    anything: list[Any] = []
+    w.on_submit(lambda *args, **kwargs: anything.append((args, kwargs)))
+    submit_answer(w, {"round": 7, "ranking": [2, 0, 3, 1], "ties": [1, 3]})
+    assert got == [((2, 0, 3, 1), 7)]
+    assert answers == [((1, 3), False)] and only_ties == [(1, 3)]
+    assert anything == [(((2, 0, 3, 1), 7), {"ties": (1, 3), "none_better": False})]
+    assert w.last_ranking == (2, 0, 3, 1) and w.last_ties == (1, 3) and not w.last_none_better
+    assert w.submitted == {"round": 7, "ranking": [2, 0, 3, 1], "ties": [1, 3]}
+    # An answer without the key is an answer without ties.
+    w.show_round([_png(c) for c in COLOURS[:4]], round_id=8)
+    submit(w, 8, [0, 1, 2, 3])
+    assert answers[-1] == ((), False) and w.last_ties == ()
+
+
+@pytest.mark.parametrize("k", [None, 2, 1])
+def test_none_better_is_the_incumbent_alone_whatever_k(k: int | None) -> None:
+    w = RankingWidget()
+    answers: list[Any] = []
+    w.on_submit(lambda r, i, *, ties, none_better: answers.append((r, i, ties, none_better)))
+    w.show_round([_png(c) for c in COLOURS[:4]], round_id=2, k=k, incumbent=3)
+    for bad, match in [
+        ({"ranking": [0], "none_better": True}, r"is the ranking \[3\]; got \[0\]"),
+        ({"ranking": [3, 0], "none_better": True}, r"is the ranking \[3\]; got \[3, 0\]"),
+        ({"ranking": [3], "none_better": True, "ties": [1]}, "one candidate has no two to tie"),
+    ]:
+        submit_answer(w, {"round": 2, **bad})
+        assert re.search(match, w.error), w.error
+    assert answers == []
+    submit_answer(w, {"round": 2, "ranking": [3], "none_better": True})
+    assert answers == [((3,), 2, (), True)] and w.error == "" and w.accepted_round == 2
+    assert w.last_ranking == (3,) and w.last_none_better
+    # none_better: false is an ordinary ranking, held to the round's k.
+    w.show_round([_png(c) for c in COLOURS[:4]], round_id=3, k=k, incumbent=3)
+    submit_answer(w, {"round": 3, "ranking": [3], "none_better": False})
+    if k == 1:
+        assert answers[-1] == ((3,), 3, (), False) and not w.last_none_better
+    else:
+        assert "round 3 asks for" in w.error
     w.close()
 
 
@@ -842,6 +904,10 @@ def test_errors_echoing_what_the_page_sent_are_cut_to_a_sane_length() -> None:
     huge = list(range(100_000))
     w.set_state({"submitted": {"round": 0, "ranking": huge}})
     assert w.error and len(w.error) <= 300 and w.error.endswith("…")
+    w.set_state({"submitted": {"round": 0, "ranking": [0, 1, 2], "ties": [1, "y" * 100_000]}})
+    assert w.error.startswith("invalid ties for round 0") and len(w.error) <= 300
+    w.set_state({"submitted": {"round": 0, "ranking": [0, 1, 2], "z" * 100_000: 1}})
+    assert w.error.startswith("a submission must be a dict") and len(w.error) <= 300
     w._on_frontend_msg(w, {"event": "x" * 100_000}, [])
     assert w.error.startswith("unknown message from the page") and len(w.error) <= 300
     w._on_frontend_msg(w, {"event": "undo", "round": "y" * 100_000}, [])
