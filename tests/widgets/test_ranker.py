@@ -898,6 +898,49 @@ def test_browser_large_view_and_undo(page: Any) -> None:
     assert len(got) == 1 and undone == [4]
 
 
+@pytest.mark.browser
+def test_browser_ties_and_none_better(page: Any) -> None:
+    bridge, got = _make(page, 4)  # a full ranking of 4, candidate 1 the incumbent
+    answers: list[Any] = []
+    bridge.w.on_submit(lambda r, i, *, ties, none_better: answers.append((r, ties, none_better)))
+    o = display_order(4, seed=5)
+    ranks = page.locator(".lk-item .lk-rank")
+    # An "=" on every tile but the first; the one on the 3rd ties it with the 2nd.
+    assert page.locator(".lk-tie:visible").count() == 3
+    toggle = page.get_by_role("button", name="Tie candidate 3 with the one above")
+    toggle.click()
+    assert toggle.get_attribute("aria-pressed") == "true"
+    assert ranks.all_inner_texts() == ["1st", "=2nd", "=2nd", "4th"]
+    # Keyboard: "=" on the focused 4th tile chains the tie; Backspace takes it back; Enter on the
+    # focused toggle unties the 3rd, Space ties it again.
+    _tile(page, 4).focus()
+    page.keyboard.press("=")
+    assert ranks.all_inner_texts() == ["1st", "=2nd", "=2nd", "=2nd"]
+    page.keyboard.press("Backspace")
+    toggle.focus()
+    page.keyboard.press("Enter")
+    assert toggle.get_attribute("aria-pressed") == "false"
+    page.keyboard.press(" ")
+    assert toggle.get_attribute("aria-pressed") == "true"
+    assert page.get_by_role("dialog").count() == 0  # Space on the toggle is not "enlarge"
+    page.get_by_role("button", name="Submit ranking").click()
+    bridge.pump()
+    assert bridge.sent_to_python[-1] == {"submitted": {"round": 3, "ranking": list(o), "ties": [2]}}
+    assert got == [(tuple(o), 3)] and answers == [(tuple(o), (2,), False)]
+    # A round with an incumbent offers "None is better than the current one".
+    none_better = page.get_by_role("button", name="None is better than the current one")
+    bridge.w.show_round([_png(c) for c in COLOURS[:3]], round_id=4, k=1, incumbent=2)
+    bridge.flush()
+    none_better.click()
+    bridge.pump()
+    assert answers[-1] == ((2,), (), True) and bridge.w.last_none_better
+    assert none_better.is_disabled()  # answered: the page waits for the next round
+    bridge.w.show_round([_png(c) for c in COLOURS[:3]], round_id=5)  # no incumbent
+    bridge.flush()
+    assert none_better.is_hidden()
+    assert bridge.w.error == ""
+
+
 def test_errors_echoing_what_the_page_sent_are_cut_to_a_sane_length() -> None:
     w = RankingWidget()
     w.show_round([b"\x89PNG\r\n\x1a\n"] * 3, round_id=0)

@@ -10,6 +10,10 @@
 //   picked     - length of the prefix of `order` the person has placed on purpose (number keys,
 //                or a drag/arrow that landed in or next to that prefix). The next number key puts
 //                its tile at position `picked`.
+//   tie pairs  - the ties the person set, as [above, below] candidate pairs: `below` is as good
+//                as `above`, the candidate directly above it. A pair lives only while the two
+//                stay neighbours among the ranked; the answer sends it as the position of `below`
+//                (labkit.ranking.validate_ties: p means ranking[p] is as good as ranking[p - 1]).
 
 /**
  * The display order of a round: a permutation of 0..m-1 drawn from `seed`.
@@ -105,4 +109,84 @@ export function ordinal(n) {
   if (tens >= 11 && tens <= 13) return `${n}th`;
   const suffix = { 1: "st", 2: "nd", 3: "rd" }[n % 10] ?? "th";
   return `${n}${suffix}`;
+}
+
+/**
+ * The tie pairs that still hold in `order`: both candidates ranked (above the first `kRanked`
+ * positions' end) and neighbours, `above` directly before `below`. A pair broken by a move is
+ * dropped for good (it does not come back if the tiles meet again).
+ *
+ * @returns {number[][]} a new array of [above, below] pairs
+ */
+export function pruneTies(order, kRanked, pairs) {
+  return pairs.filter(([above, below]) => {
+    const p = order.indexOf(below);
+    return p >= 1 && p < kRanked && order[p - 1] === above;
+  });
+}
+
+/** Tied positions of `order` (ascending): p where order[p] is as good as order[p - 1]. */
+export function tiePositions(order, kRanked, pairs) {
+  return pruneTies(order, kRanked, pairs)
+    .map(([, below]) => order.indexOf(below))
+    .sort((a, b) => a - b);
+}
+
+/**
+ * Tie, or untie, the candidate at `position` with the one directly above it.
+ *
+ * @returns {number[][] | null} the new pairs, or null when `position` has no ranked candidate
+ *   above it to tie with (the first position, or one past the ranked ones)
+ */
+export function toggleTie(order, kRanked, pairs, position) {
+  if (!Number.isInteger(position) || position < 1 || position >= Math.min(kRanked, order.length)) {
+    return null;
+  }
+  const above = order[position - 1];
+  const below = order[position];
+  const current = pruneTies(order, kRanked, pairs);
+  const kept = current.filter(([, b]) => b !== below); // after pruning, `below` names the pair
+  return kept.length < current.length ? kept : kept.concat([[above, below]]);
+}
+
+/**
+ * What each position's tile says about its rank: "1st", "2nd", ..., "=2nd" for every member of a
+ * tied group that starts at the 2nd place, "not ranked" past the first `kRanked`.
+ *
+ * @param {number[]} ties tied positions, as tiePositions returns them
+ * @returns {string[]} one text per position 0..m-1
+ */
+export function rankTexts(kRanked, m, ties) {
+  const tied = new Set(ties);
+  const texts = [];
+  let start = 0;
+  for (let p = 0; p < m; p++) {
+    if (p >= kRanked) {
+      texts.push("not ranked");
+      continue;
+    }
+    if (!tied.has(p)) start = p; // a new group starts here
+    const inGroup = tied.has(p) || tied.has(p + 1);
+    texts.push(inGroup ? `=${ordinal(start + 1)}` : ordinal(p + 1));
+  }
+  return texts;
+}
+
+/**
+ * The `submitted` value of a ranking: {round, ranking} plus `ties` when there are any.
+ */
+export function rankingSubmission(roundId, order, kRanked, pairs) {
+  const value = { round: roundId, ranking: order.slice(0, kRanked) };
+  const ties = tiePositions(order, kRanked, pairs);
+  if (ties.length > 0) value.ties = ties;
+  return value;
+}
+
+/**
+ * The `submitted` value of "none of these is better than the current one": the incumbent alone.
+ * Null when the round has no incumbent (the answer cannot be given then).
+ */
+export function noneBetterSubmission(roundId, incumbent) {
+  if (incumbent === null || incumbent === undefined) return null;
+  return { round: roundId, ranking: [incumbent], none_better: true };
 }

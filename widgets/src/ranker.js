@@ -1,9 +1,10 @@
 // Front end of labkit.widgets.RankingWidget (anywidget, `export default { render }`).
 //
 // The kernel owns every synced trait except `submitted`; this module reads them, re-renders
-// from them, and writes back exactly one thing: `submitted = {round, ranking}` with
-// model.set + model.save_changes(). Undo is an event (model.send), not state. The ordering the
-// person is building lives only here, per view, until it is submitted.
+// from them, and writes back exactly one thing: `submitted = {round, ranking}` (plus `ties` when
+// the person tied neighbours, or `none_better: true` for "None is better than the current one")
+// with model.set + model.save_changes(). Undo is an event (model.send), not state. The ordering
+// and the ties the person is building live only here, per view, until they are submitted.
 //
 // Synced traits read here (all written by Python):
 //   items: DataView[] (binary buffers)   mimes: string[]        round_id: int | null
@@ -12,7 +13,20 @@
 //   error: string    accepted_round: int | null          can_undo: bool
 
 import Sortable from "sortablejs/modular/sortable.core.esm.js";
-import { displayOrder, moveItem, ordinal, orderAfterCutDrop, pickNext, rankedCount } from "./order.js";
+import {
+  displayOrder,
+  moveItem,
+  noneBetterSubmission,
+  ordinal,
+  orderAfterCutDrop,
+  pickNext,
+  pruneTies,
+  rankedCount,
+  rankingSubmission,
+  rankTexts,
+  tiePositions,
+  toggleTie,
+} from "./order.js";
 
 // How long to wait for a second digit when m >= 10 ("1" then "2" picks candidate 12).
 const DIGIT_WAIT_MS = 800;
@@ -59,9 +73,10 @@ function render({ model, el: host }) {
     class: "lk-help",
     id: `${id}-help`,
     text:
-      "Drag a tile by its handle to order the candidates, best first. Keyboard: press the " +
-      "numbers in order of preference, arrows move the focused tile, Space enlarges it, " +
-      "Backspace takes the last move back, Enter submits.",
+      "Drag a tile by its handle to order the candidates, best first; an = between two tiles " +
+      "makes them equally good. Keyboard: press the numbers in order of preference, arrows " +
+      "move the focused tile, Space enlarges it, = ties it with the one before, Backspace " +
+      "takes the last move back, Enter submits.",
   });
   const list = el("div", { class: "lk-list", role: "list", "aria-label": "Candidates" });
   const cut = el("div", { class: "lk-cut", "aria-hidden": "true" }, [
@@ -69,6 +84,12 @@ function render({ model, el: host }) {
     el("span", { text: "not ranked ▼" }),
   ]);
   const submitBtn = el("button", { type: "button", class: "lk-submit", text: "Submit ranking" });
+  const noneBtn = el("button", {
+    type: "button",
+    class: "lk-none-better",
+    text: "None is better than the current one",
+    title: "Keep the current candidate: none of these is better",
+  });
   const undoBtn = el("button", {
     type: "button",
     class: "lk-undo",
@@ -97,7 +118,7 @@ function render({ model, el: host }) {
       el("div", { class: "lk-header" }, [title, mode]),
       help,
       list,
-      el("div", { class: "lk-footer" }, [submitBtn, undoBtn, statusBox]),
+      el("div", { class: "lk-footer" }, [submitBtn, noneBtn, undoBtn, statusBox]),
       errorBox,
       announcer,
     ],
@@ -105,12 +126,13 @@ function render({ model, el: host }) {
   host.append(root);
 
   // ---- per-view state -------------------------------------------------------------------------
-  let tiles = new Map(); // candidate -> {tile, rank, label, url, mime}
+  let tiles = new Map(); // candidate -> {tile, rank, badge, tie, label, url, mime}
   let urls = [];
   let order = []; // candidate indices, top to bottom
   let labelOf = []; // candidate -> label shown (1-based)
   let picked = 0;
-  let history = []; // [{candidate, from, pickedBefore}] for Backspace
+  let tiePairs = []; // [[above, below]] candidates the person tied (see order.js)
+  let history = []; // [{candidate, from, pickedBefore, tiesBefore}] or [{tiesBefore}] (a tie)
   let roundKey = null;
   let pendingValue = null; // the `submitted` value sent and not yet answered by the kernel
   let digitBuffer = "";
@@ -182,13 +204,27 @@ function render({ model, el: host }) {
         },
         [handle, media],
       );
+      // The "=" between this tile and the one before it (shown on ranked tiles but the first).
+      const tie = el("button", {
+        type: "button",
+        class: "lk-tie",
+        "aria-label": `Tie candidate ${label} with the one above`,
+        "aria-pressed": "false",
+        title: "Equally good as the one before",
+        text: "=",
+      });
+      tile.prepend(tie);
+      tie.addEventListener("click", () => {
+        if (!locked()) tieAt(order.indexOf(candidate));
+      });
       media.addEventListener("click", () => {
         if (!locked()) openOverlay(candidate);
       });
-      tiles.set(candidate, { tile, rank, badge, label, url, mime });
+      tiles.set(candidate, { tile, rank, badge, tie, label, url, mime });
     });
     order = shown;
     picked = 0;
+    tiePairs = [];
     history = [];
     pendingValue = null;
   }
@@ -203,6 +239,10 @@ function render({ model, el: host }) {
     const kr = kRanked();
     const incumbent = model.get("incumbent");
     const focused = document.activeElement;
+    // A tie lives while its two tiles stay ranked neighbours (a move may have parted them).
+    tiePairs = pruneTies(order, kr, tiePairs);
+    const ties = tiePositions(order, kr, tiePairs);
+    const texts = rankTexts(kr, m(), ties);
 
     // Order the DOM as `order`, with the cut line after the k ranked tiles in top-k rounds.
     // Untouched while a drag is under way (SortableJS owns the DOM then) or already in order.
@@ -215,10 +255,17 @@ function render({ model, el: host }) {
       if (focused instanceof HTMLElement && list.contains(focused)) focused.focus();
     }
 
+    const busy = Boolean(model.get("busy"));
+    const isLocked = locked();
     order.forEach((candidate, position) => {
       const t = tiles.get(candidate);
       const ranked = position < kr;
-      t.rank.textContent = ranked ? ordinal(position + 1) : "not ranked";
+      const tied = ties.includes(position);
+      t.rank.textContent = texts[position];
+      t.tie.hidden = !ranked || position === 0;
+      t.tie.disabled = isLocked;
+      t.tie.setAttribute("aria-pressed", String(tied));
+      t.tile.classList.toggle("lk-tied", tied);
       t.tile.classList.toggle("lk-ranked", ranked);
       t.tile.classList.toggle("lk-unranked", !ranked);
       t.tile.classList.toggle("lk-picked", position < picked);
@@ -239,13 +286,13 @@ function render({ model, el: host }) {
     mode.textContent =
       m() === 0 ? "" : topK() ? `Pick the best ${kr} of ${m()}` : `Rank all ${m()}`;
 
-    const busy = Boolean(model.get("busy"));
-    const isLocked = locked();
     root.classList.toggle("lk-busy", busy);
     root.classList.toggle("lk-locked", isLocked);
     root.setAttribute("aria-busy", String(busy));
     list.setAttribute("aria-disabled", String(isLocked));
     submitBtn.disabled = isLocked;
+    noneBtn.hidden = incumbent === null || incumbent === undefined || m() === 0;
+    noneBtn.disabled = isLocked;
     undoBtn.disabled = busy || !model.get("can_undo") || roundId === null;
     sortable.option("disabled", isLocked);
 
@@ -272,16 +319,23 @@ function render({ model, el: host }) {
   }
 
   // ---- edits of the local order ---------------------------------------------------------------
+  /** What the tile of `candidate` says about its rank ("2nd", "=2nd", "not ranked"). */
+  function rankText(candidate) {
+    const kr = kRanked();
+    return rankTexts(kr, m(), tiePositions(order, kr, tiePairs))[order.indexOf(candidate)];
+  }
+
   function describe(candidate) {
-    const position = order.indexOf(candidate);
-    const where = position < kRanked() ? ordinal(position + 1) : "not ranked";
+    const text = rankText(candidate);
+    const where = text.startsWith("=") ? `tied ${text.slice(1)}` : text;
     return `Candidate ${labelOf[candidate]} is ${where}.`;
   }
 
   function applyMove(candidate, from, to) {
     const before = picked;
+    const tiesBefore = tiePairs;
     ({ order, picked } = moveItem(order, picked, from, to));
-    history.push({ candidate, from, pickedBefore: before });
+    history.push({ candidate, from, pickedBefore: before, tiesBefore });
     refresh();
     announce(describe(candidate));
   }
@@ -298,16 +352,40 @@ function render({ model, el: host }) {
       announce(`Candidate ${label} is already placed ${ordinal(order.indexOf(candidate) + 1)}.`);
       return;
     }
+    const tiesBefore = tiePairs;
     order = result.order;
     picked = result.picked;
-    history.push({ candidate, from: result.from, pickedBefore: before });
+    history.push({ candidate, from: result.from, pickedBefore: before, tiesBefore });
     refresh();
     announce(describe(candidate));
+  }
+
+  /** Tie (or untie) the tile at `position` with the one before it. */
+  function tieAt(position) {
+    const next = toggleTie(order, kRanked(), tiePairs, position);
+    if (next === null) {
+      announce("Only a ranked tile after the first can be tied with the one before it.");
+      return;
+    }
+    history.push({ tiesBefore: tiePairs });
+    const [above, below] = [order[position - 1], order[position]];
+    const nowTied = next.some(([, b]) => b === below);
+    tiePairs = next;
+    refresh();
+    const pair = `Candidate ${labelOf[below]} and candidate ${labelOf[above]}`;
+    announce(nowTied ? `${pair} are equally good.` : `${pair} are no longer tied.`);
   }
 
   function takeBack() {
     const last = history.pop();
     if (!last) return;
+    if (last.candidate === undefined) {
+      tiePairs = last.tiesBefore; // a tie toggled
+      refresh();
+      announce("Took back the last tie.");
+      return;
+    }
+    tiePairs = last.tiesBefore; // ties the move had parted come back with it
     const from = order.indexOf(last.candidate);
     const next = order.slice();
     next.splice(from, 1);
@@ -318,12 +396,22 @@ function render({ model, el: host }) {
     announce(`Took back: ${describe(last.candidate)}`);
   }
 
-  function submit() {
-    if (locked()) return;
-    pendingValue = { round: model.get("round_id"), ranking: order.slice(0, kRanked()) };
+  function send(value) {
+    pendingValue = value;
     model.set("submitted", pendingValue);
     model.save_changes();
     refresh();
+  }
+
+  function submit() {
+    if (locked()) return;
+    send(rankingSubmission(model.get("round_id"), order, kRanked(), tiePairs));
+  }
+
+  function submitNoneBetter() {
+    if (locked()) return;
+    const value = noneBetterSubmission(model.get("round_id"), model.get("incumbent"));
+    if (value !== null) send(value);
   }
 
   function flushDigits() {
@@ -355,8 +443,7 @@ function render({ model, el: host }) {
     closeOverlay();
     const t = tiles.get(candidate);
     const closeBtn = el("button", { type: "button", class: "lk-close", text: "Close" });
-    const position = order.indexOf(candidate);
-    const caption = `Candidate ${t.label} · ${position < kRanked() ? ordinal(position + 1) : "not ranked"}`;
+    const caption = `Candidate ${t.label} · ${rankText(candidate)}`;
     const node = el(
       "div",
       {
@@ -398,10 +485,12 @@ function render({ model, el: host }) {
     if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
     const target = event.target;
     const onButton = target instanceof HTMLButtonElement;
-    const tile = target instanceof HTMLElement ? target.closest(".lk-item") : null;
+    const inTile = target instanceof HTMLElement ? target.closest(".lk-item") : null;
+    const tile = onButton ? null : inTile; // Space and arrows on a tie toggle are the button's
     const key = event.key;
     const ours =
       /^[0-9]$/.test(key) ||
+      key === "=" ||
       key === "Backspace" ||
       (key === "Enter" && !onButton) ||
       (key === " " && tile !== null) ||
@@ -411,6 +500,10 @@ function render({ model, el: host }) {
     event.stopPropagation();
     if (locked()) return; // busy or already submitted: input is ignored
     if (/^[0-9]$/.test(key)) typeDigit(key);
+    else if (key === "=") {
+      // The focused tile with the one before it; with no tile focused, the last one picked.
+      tieAt(inTile !== null ? order.indexOf(Number(inTile.dataset.candidate)) : picked - 1);
+    }
     else if (key === "Backspace") takeBack();
     else if (key === "Enter") submit();
     else if (key === " ") openOverlay(Number(tile.dataset.candidate));
@@ -470,6 +563,7 @@ function render({ model, el: host }) {
 
   root.addEventListener("keydown", onKeydown);
   submitBtn.addEventListener("click", submit);
+  noneBtn.addEventListener("click", submitNoneBetter);
   undoBtn.addEventListener("click", () => {
     if (undoBtn.disabled) return;
     model.send({ event: "undo", round: model.get("round_id") });

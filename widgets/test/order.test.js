@@ -5,10 +5,16 @@ import { test } from "node:test";
 import {
   displayOrder,
   moveItem,
+  noneBetterSubmission,
   ordinal,
   orderAfterCutDrop,
   pickNext,
+  pruneTies,
   rankedCount,
+  rankingSubmission,
+  rankTexts,
+  tiePositions,
+  toggleTie,
 } from "../src/order.js";
 
 test("displayOrder is a permutation, fixed by the seed", () => {
@@ -78,4 +84,57 @@ test("ordinal", () => {
     [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111].map(ordinal),
     ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"],
   );
+});
+
+test("toggleTie ties a ranked tile with the one before it, and unties it", () => {
+  const order = [5, 2, 7, 0];
+  let pairs = toggleTie(order, 4, [], 2);
+  assert.deepEqual(pairs, [[2, 7]]);
+  assert.deepEqual(tiePositions(order, 4, pairs), [2]);
+  pairs = toggleTie(order, 4, pairs, 1);
+  assert.deepEqual(tiePositions(order, 4, pairs), [1, 2]); // ties chain: 5 = 2 = 7
+  pairs = toggleTie(order, 4, pairs, 2);
+  assert.deepEqual(pairs, [[5, 2]]);
+  // Nothing above the first; nothing to tie past the ranked ones (top-2 here) or the end.
+  for (const [k, position] of [[4, 0], [2, 2], [4, 4], [4, -1], [4, 1.5]]) {
+    assert.equal(toggleTie(order, k, pairs, position), null, `k=${k} position=${position}`);
+  }
+});
+
+test("a tie lives while its two tiles stay ranked neighbours", () => {
+  const pairs = [[5, 2], [7, 0]];
+  assert.deepEqual(pruneTies([5, 2, 7, 0], 4, pairs), pairs);
+  // 2 moved away from 5: that tie is gone; 7 = 0 still holds.
+  assert.deepEqual(pruneTies([5, 7, 0, 2], 4, pairs), [[7, 0]]);
+  // 0 fell below the cut of a top-3 round: unranked candidates are never tied.
+  assert.deepEqual(pruneTies([5, 2, 7, 0], 3, pairs), [[5, 2]]);
+  // Swapped: 2 directly above 5 is not the tie "5 then 2".
+  assert.deepEqual(pruneTies([2, 5, 7, 0], 4, pairs), [[7, 0]]);
+  assert.deepEqual(tiePositions([7, 0, 5, 2], 4, pairs), [1, 3]); // ascending positions
+});
+
+test("rankTexts marks tied groups with the place they share", () => {
+  assert.deepEqual(rankTexts(4, 6, []), ["1st", "2nd", "3rd", "4th", "not ranked", "not ranked"]);
+  assert.deepEqual(rankTexts(4, 5, [3]), ["1st", "2nd", "=3rd", "=3rd", "not ranked"]);
+  assert.deepEqual(rankTexts(4, 5, [2, 3]), ["1st", "=2nd", "=2nd", "=2nd", "not ranked"]);
+  assert.deepEqual(rankTexts(3, 3, [1]), ["=1st", "=1st", "3rd"]);
+  assert.deepEqual(rankTexts(3, 3, [1, 2]), ["=1st", "=1st", "=1st"]);
+});
+
+test("the ranking payload: round, the ranked prefix, and ties only when there are any", () => {
+  const order = [4, 1, 0, 3, 2];
+  assert.deepEqual(rankingSubmission(9, order, 5, []), { round: 9, ranking: [4, 1, 0, 3, 2] });
+  assert.deepEqual(rankingSubmission(9, order, 3, [[1, 0], [0, 3]]), {
+    round: 9,
+    ranking: [4, 1, 0],
+    ties: [2], // 0 = 3 is not sent: 3 is not ranked in a top-3 round
+  });
+  assert.deepEqual(rankingSubmission(9, order, 5, [[3, 2], [4, 1]]).ties, [1, 4]);
+});
+
+test("the none-better payload is the incumbent alone, and needs one", () => {
+  assert.deepEqual(noneBetterSubmission(4, 0), { round: 4, ranking: [0], none_better: true });
+  assert.deepEqual(noneBetterSubmission(4, 3).ranking, [3]);
+  assert.equal(noneBetterSubmission(4, null), null);
+  assert.equal(noneBetterSubmission(4, undefined), null);
 });
