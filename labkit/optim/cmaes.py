@@ -15,12 +15,12 @@ so when fewer than μ = m // 2 candidates are ranked some unranked ones fill the
 that (arbitrary but reproducible) order.
 
 Ties. pycma has no notion of a tie: it sorts the values and gives each rank its own
-recombination weight. Candidates told tied (``tell(ranking, ties=...)``) are therefore told in the
-order given: they keep the pseudo-values of their positions, and pycma weights them as if the
-person had preferred the first of them. Ties are ignored, honestly so. (Equal pseudo-values would
-not make them equal either: pycma would order them by ``numpy.argsort``, whose order of equal
-values is not the row order and may differ between NumPy versions and CPUs' sort routines.) "None of these is better than the current one" needs a round with an
-incumbent, which CMA-ES rounds never have.
+recombination weight. So CMAES ignores ties: candidates told tied (``tell(ranking, ties=...)``)
+keep the pseudo-values of their positions, and pycma weights them as if the person had preferred
+the first of them. (Equal pseudo-values would not make them equal either: pycma would order them
+by ``numpy.argsort``, whose order of equal values is not the row order and may differ between
+NumPy versions and CPUs.) "None of these is better than the current one" needs a round that
+contains the incumbent, which CMA-ES rounds never do.
 
 Randomness. pycma draws its normal samples through the option ``randn`` — a callable
 ``randn(lam, N)`` returning a ``(lam, N)`` array — which defaults to ``numpy.random.randn`` and the
