@@ -138,6 +138,16 @@ def test_none_better_needs_a_round_with_the_current_iterate(tmp_path: Path) -> N
     assert torch.equal(s.optimizer.x, x)  # the current one stays
 
 
+def test_resume_refuses_a_none_better_answer_that_names_another_candidate(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    s = Session(_opt(line_search=2), log=path)
+    s.submit([3, 1, 0])
+    # Written by hand (not through submit): "none is better" naming row 1, not the incumbent 0.
+    s.log.append(s.session_id, round=1, ranking=[1], m=4, answer="none_better")
+    with pytest.raises(ValueError, match=r"round 1 of the log answered 'none is better.*is 0"):
+        Session.resume(_opt(line_search=2), log=path, session_id=s.session_id)
+
+
 def test_a_log_written_before_ties_existed_still_resumes(tmp_path: Path) -> None:
     made = tmp_path / "made.sqlite"
     s = Session(_opt(line_search=2), log=made, judge=_judge())
