@@ -7,8 +7,8 @@ holds all of it:
 * the data: scikit-learn's ``load_digits`` (1797 images of 8×8, values 0..16), upsampled
   bilinearly to 16×16 and split once, stratified and seeded, into a *train* part (70 %) that the
   generator learns from and a *held-out* part (30 %) it never sees;
-* the generator: a diffusers :class:`~diffusers.UNet2DModel` with a class embedding (10 digits plus
-  one "null" class for classifier-free guidance) and a :class:`~diffusers.DDIMScheduler`;
+* the generator: a UNet with a class embedding (10 digits plus one "null" class for
+  classifier-free guidance) and a DDIM sampler;
 * training (``python -m labkit.models.digits train``), loading (:func:`load_digits_model`) and
   deterministic sampling (:func:`generate`), plus :func:`to_png` to turn images into PNG bytes;
 * :class:`DigitClassifier`, a multinomial logistic regression fitted on the held-out part only,
@@ -27,6 +27,12 @@ code                      paper
 ``p_uncond``              probability of replacing the label by the null class
 ``guidance``              w; v̂ = v(x_t, ∅) + w (v(x_t, c) − v(x_t, ∅))
 ========================  ========================================================
+
+Training uses diffusers' ``UNet2DModel`` and ``DDIMScheduler`` (imported by :func:`train` only);
+loading and sampling use labkit's own torch-only forward pass of the same network
+(:mod:`labkit.models._unet`, same parameter names, so the same weights file) and DDIM step
+(:mod:`labkit.models._ddim`): importing diffusers costs seconds that an app's start-up should not
+pay for a network this small.
 
 Why v-prediction and "trailing" timesteps: with few DDIM steps (10–20) the first step starts at
 t = 999 where ᾱ_t ≈ 0; an ε-predicting network must then recover x₀ by dividing by √ᾱ_t ≈ 0, while
@@ -48,18 +54,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Imported from their modules rather than from `diffusers`: the package root hides them behind a
-# lazy loader whose type-checking branch resolves to placeholder classes.
-from diffusers.models.unets.unet_2d import UNet2DModel
-from diffusers.schedulers.scheduling_ddim import DDIMScheduler
-
 from labkit.devices import resolve_device
+from labkit.models._ddim import DDIM
+from labkit.models._unet import UNet
+
+if TYPE_CHECKING:
+    # The trainer's types. Imported from their modules rather than from `diffusers`: the package
+    # root hides them behind a lazy loader whose type-checking branch resolves to placeholders.
+    from diffusers.models.unets.unet_2d import UNet2DModel
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 
 __all__ = [
     "DEFAULT_GUIDANCE",
@@ -180,15 +189,20 @@ def _scheduler_config() -> dict[str, Any]:
 class DigitsModel:
     """A trained generator: the UNet, its noise schedule, and how it was trained.
 
-    ``unet`` is in eval mode; its device and dtype are the model's (:attr:`device`,
-    :attr:`dtype`). ``scheduler_config`` rebuilds a fresh :class:`~diffusers.DDIMScheduler` for
-    each :func:`generate` call (so concurrent calls never share scheduler state). ``info`` holds
-    the training record stored in the weights file (steps, seed, final loss, ...).
+    ``unet`` (a :class:`labkit.models._unet.UNet`: ``unet(x_t, t, class_labels)`` → v, with the
+    parameters of a diffusers ``UNet2DModel``) is in eval mode; its device and dtype are the
+    model's (:attr:`device`, :attr:`dtype`). ``scheduler_config`` (DDIMScheduler's arguments) is
+    checked on construction and gives the DDIM sampler of :meth:`scheduler`. ``info`` holds the
+    training record stored in the weights file (steps, seed, final loss, ...).
     """
 
-    unet: UNet2DModel
+    unet: UNet
     scheduler_config: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
+    _sampler: DDIM = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._sampler = DDIM(self.scheduler_config)
 
     @property
     def device(self) -> torch.device:
@@ -200,9 +214,10 @@ class DigitsModel:
         """Floating dtype of the UNet's weights."""
         return next(self.unet.parameters()).dtype
 
-    def scheduler(self) -> DDIMScheduler:
-        """A new DDIM scheduler with this model's noise schedule."""
-        return DDIMScheduler(**self.scheduler_config)
+    def scheduler(self) -> DDIM:
+        """The DDIM sampler of this model's noise schedule. It holds no per-run state, so every
+        :func:`generate` call, from any thread, shares this one."""
+        return self._sampler
 
 
 def load_digits_model(
@@ -217,6 +232,8 @@ def load_digits_model(
     keep the package small and widened on load). Nothing is downloaded: the file is package data
     read through :mod:`importlib.resources`, and its architecture and schedule are read from the
     file's own metadata, so a file written by :func:`train` loads without extra configuration.
+    Loading needs torch and safetensors only, not diffusers; an architecture or schedule that
+    labkit's UNet or DDIM does not implement raises ValueError naming the setting.
     """
     from safetensors import safe_open
 
@@ -245,13 +262,10 @@ def load_digits_model(
         raise ValueError(
             f"{str(path)!r} lacks the metadata entry {err}; was it written by train()?"
         ) from None
-    unet = UNet2DModel(**unet_config)
+    unet = UNet(unet_config)
     unet.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
-    # nn.Module.to, not UNet2DModel.to: diffusers 0.42 warns on every dtype cast about modules to
-    # keep in float32, even when (as here) there are none.
     dev = resolve_device(device if device is not None else "cpu")
-    torch.nn.Module.to(unet, dev, target_dtype)
-    unet.eval().requires_grad_(False)
+    unet.to(dev, target_dtype).eval().requires_grad_(False)
     return DigitsModel(unet=unet, scheduler_config=scheduler_config, info=info)
 
 
@@ -363,8 +377,8 @@ def generate(
     if n == 0:
         return latents.new_zeros(latents.shape)
 
-    scheduler = model.scheduler()
-    scheduler.set_timesteps(steps, device=model.device)
+    sampler = model.scheduler()
+    plan = sampler.plan(steps)
     cond = labels.to(model.device)
     guided = guidance != 1.0
     # One batch of 2n rows per step when guiding: n conditional rows, then the same n latents with
@@ -387,20 +401,20 @@ def generate(
         hook = model.unet.class_embedding.register_forward_hook(shift_conditional_rows)
     try:
         with torch.inference_mode():
-            for t in scheduler.timesteps:
+            for step in plan:
                 x_in = torch.cat([x, x]) if guided else x
-                out = model.unet(x_in, t, class_labels=class_in).sample
+                out = model.unet(x_in, step.t, class_in)
                 if guided:
                     v_cond, v_null = out.chunk(2)
                     # Guidance is linear in the prediction, so it applies to v as it does to ε.
                     out = v_null + guidance * (v_cond - v_null)
-                step = scheduler.step(out, t, x, eta=eta, generator=generator, return_dict=False)
-                x = step[0]  # x_{t-1}; step[1] is the x₀ estimate
+                x, _ = sampler.step(step, out, x, eta=eta, generator=generator)  # and x̂₀
     finally:
         if hook is not None:
             hook.remove()  # the model may be shared: never leave the offset behind
-    # The last step sets ᾱ to 1, so x is the (clipped) x₀ estimate in [-1, 1]; map to [0, 1].
-    # The clamp only removes float rounding past the ends, the clipping is the scheduler's.
+    # The last step moves to ᾱ = 1 (or, for some step counts, to ᾱ_0 ≈ 1 − 4e-5: see DDIM.plan),
+    # so x is the clipped x₀ estimate in [-1, 1], up to that sliver of noise; map to [0, 1]. The
+    # clamp removes float rounding (and the sliver) past the ends; the clipping is the sampler's.
     return ((x.to(out_dtype) + 1.0) / 2.0).clamp_(0.0, 1.0)
 
 
@@ -583,6 +597,10 @@ def train(
     (2000 steps, seed 0), run on a 2-core machine that other jobs shared, where one thread was
     faster than two. Returns the training record that is also stored in the file's metadata.
     """
+    # Training alone uses diffusers: its UNet2DModel defines the architecture the weights are
+    # for, and its scheduler the noise schedule; both are slow to import, so only here.
+    from diffusers.models.unets.unet_2d import UNet2DModel
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
@@ -823,21 +841,17 @@ def _profile(*, steps_list: Sequence[int], image_px: int, repeats: int, threads:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), best of {repeats}")
     with torch.inference_mode():
         t = torch.tensor(999)
-        unet8 = _cpu_best(lambda: model.unet(z, t, class_labels=null), repeats)
-        unet1 = _cpu_best(lambda: model.unet(z[:1], t, class_labels=null[:1]), repeats)
+        unet8 = _cpu_best(lambda: model.unet(z, t, null), repeats)
+        unet1 = _cpu_best(lambda: model.unet(z[:1], t, null[:1]), repeats)
     print(f"UNet pass: 8 rows {unet8 * 1e3:.1f} ms, 1 row {unet1 * 1e3:.1f} ms")
 
-    def new_scheduler() -> None:
-        model.scheduler().set_timesteps(10)
-
-    sched = model.scheduler()
-    sched.set_timesteps(10)
+    sampler = model.scheduler()
+    plan = sampler.plan(10)
     v = torch.randn_like(z)
-    t3 = int(sched.timesteps[3])
-    step = _cpu_best(lambda: sched.step(v, t3, z, return_dict=False), repeats)
+    step = _cpu_best(lambda: sampler.step(plan[3], v, z), repeats)
     print(
-        f"scheduler: new + set_timesteps {_cpu_best(new_scheduler, repeats) * 1e3:.2f} ms a call, "
-        f"step {step * 1e3:.2f} ms"
+        f"scheduler: plan of 10 steps {_cpu_best(lambda: sampler.plan(10), repeats) * 1e3:.2f} "
+        f"ms a call, step {step * 1e3:.2f} ms"
     )
     images = generate(model, z, null, steps=4, guidance=1.0)
     scale = image_px // IMAGE_SIZE
