@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from labkit.optim.base import OptimizeResult, RankOptimizer, optimize
 from labkit.optim.cmaes import CMAES
+from labkit.optim.preference import PreferenceThompson
 from labkit.optim.prior import PriorSampling
 from labkit.optim.zo_ranksgd import ZORankSGD
 from labkit.optim.zo_sgd import ZOSGD
@@ -12,6 +13,7 @@ __all__ = [
     "CMAES",
     "ZOSGD",
     "OptimizeResult",
+    "PreferenceThompson",
     "PriorSampling",
     "RankOptimizer",
     "ZORankSGD",

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from labkit.optim.base import RankOptimizer, optimize
 from labkit.optim.cmaes import CMAES
+from labkit.optim.preference import PreferenceThompson
 from labkit.optim.prior import PriorSampling
 from labkit.optim.zo_sgd import ZOSGD
 
@@ -52,12 +53,22 @@ def _prior(x0: Any, *, m: int = M, seed: int = 0) -> RankOptimizer:
     return PriorSampling(x0, sigma=1.0, m=m, seed=seed)
 
 
+def _preference(x0: Any, *, m: int = M, seed: int = 0) -> RankOptimizer:
+    return PreferenceThompson(x0, m=m, seed=seed, geometry="sphere")
+
+
+def _preference_local(x0: Any, *, m: int = M, seed: int = 0) -> RankOptimizer:
+    return PreferenceThompson(x0, m=m, seed=seed, geometry="local", scale=0.3, forget=0.7)
+
+
 FACTORIES: dict[str, Factory] = {
     "ZORankSGD": _zo_ranksgd,
     "ZORankSGD-line-search": _zo_ranksgd_line_search,
     "CMAES": _cmaes,
     "ZOSGD": _zo_sgd,
     "PriorSampling": _prior,
+    "PreferenceThompson": _preference,
+    "PreferenceThompson-local": _preference_local,
 }
 
 
