@@ -32,6 +32,13 @@ stops adding reward (and its animation freezes, dimmed).
   state (``data.geom_xpos``/``geom_xmat``: capsules as thick lines, spheres as discs), projected on
   the plane the bodies move in (x–z for Hopper/HalfCheetah, x–y for Swimmer/Reacher), the camera
   following the root body along the ground, with ground ticks every metre so progress shows.
+  Every frame also shows where the body went over the whole rollout so far, so that two
+  candidates that moved differently look different even where one frame alone would not: the
+  path of the root body (the torso) at every step, drawn in the world frame with a flag where it
+  started; its displacement along the ground since the start ("+2.31 m") in the corner; and,
+  under the ground of an x–z view, a progress strip centred on the start whose bar is the span
+  of ground covered so far, on a signed logarithmic scale that is the same for every candidate
+  (ticks at ±1, ±10, ... m). A figure fixed to the world (Reacher's arm) has none of these.
 * ``"trajectory"`` — any environment: the observation components and the running return as
   curves, with a cursor sweeping through time.
 
@@ -216,6 +223,9 @@ class _Record:
     frames: list[Any]  # RGB arrays, geometry snapshots or (obs, return) pairs
     done_at: int | None  # index of the first recorded step after termination
     dt: float  # simulated seconds between recorded steps
+    # Stick view only: the root body's position after the reset and after every step, a
+    # (steps + 1) × 3 array. Frame k < last shows step k·stride; the last frame the last step.
+    path: np.ndarray | None = None
 
 
 def _frame_stride(spec: _Spec) -> int:
@@ -231,6 +241,15 @@ def _env_dt(env: Any) -> float:
         fps = env.metadata.get("render_fps") or 30
         dt = 1.0 / float(fps)
     return float(dt)
+
+
+# The figure's root body: the first body under the world ("torso" in HalfCheetah, Hopper, Walker2d
+# and Swimmer). The stick view draws its path at every step, and how far it got.
+_ROOT_BODY = 1
+
+
+def _root_position(env: Any) -> np.ndarray:
+    return np.asarray(env.unwrapped.data.xpos[_ROOT_BODY], dtype=np.float64).copy()
 
 
 def _snapshot(spec: _Spec, env: Any, obs: np.ndarray, ret: float) -> Any:
@@ -254,6 +273,7 @@ def _rollouts(spec: _Spec, theta: np.ndarray, *, record: bool) -> tuple[np.ndarr
     records: list[_Record] = []
     for episode in range(spec.episodes):
         rec = record and episode == 0
+        track = rec and spec.view == "stick"
         obs = np.stack(
             [np.asarray(env.reset(seed=spec.seed + episode)[0], dtype=np.float64) for env in envs]
         )
@@ -261,6 +281,7 @@ def _rollouts(spec: _Spec, theta: np.ndarray, *, record: bool) -> tuple[np.ndarr
         alive = np.ones(n, dtype=bool)
         frames: list[list[Any]] = [[] for _ in range(n)]
         done_at: list[int | None] = [None] * n
+        paths: list[list[np.ndarray]] = [[_root_position(env)] if track else [] for env in envs]
         for t in range(spec.horizon):
             if rec and t % stride == 0:
                 for i, env in enumerate(envs):
@@ -274,6 +295,8 @@ def _rollouts(spec: _Spec, theta: np.ndarray, *, record: bool) -> tuple[np.ndarr
                 o, r, terminated, truncated, _ = env.step(a)
                 ret[i] += float(r)
                 obs[i] = o
+                if track:
+                    paths[i].append(_root_position(env))
                 if terminated or truncated:
                     alive[i] = False
                     if rec:
@@ -287,7 +310,8 @@ def _rollouts(spec: _Spec, theta: np.ndarray, *, record: bool) -> tuple[np.ndarr
             for i in range(n):
                 if alive[i]:  # the state at the end of the horizon
                     frames[i].append(_snapshot(spec, envs[i], obs[i], float(ret[i])))
-                records.append(_Record(frames=frames[i], done_at=done_at[i], dt=dt))
+                path = np.stack(paths[i]) if track else None
+                records.append(_Record(frames=frames[i], done_at=done_at[i], dt=dt, path=path))
     return total / spec.episodes, records
 
 
@@ -317,6 +341,7 @@ _PALETTE = [
     (140, 86, 75),
     (225, 225, 225),  # 9 dimmed background (after termination)
     (120, 120, 120),  # 10 dimmed ink
+    (110, 180, 230),  # 11 trail of the root body
 ]
 
 
@@ -426,6 +451,21 @@ def _capsule_axes(env: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 
 # mjtGeom codes: plane 0, hfield 1, sphere 2, capsule 3, ellipsoid 4, cylinder 5, box 6.
 _PLANE, _SPHERE, _CAPSULE, _ELLIPSOID, _CYLINDER, _BOX = 0, 2, 3, 4, 5, 6
+# mjtJoint codes: free 0, ball 1, slide 2, hinge 3.
+_FREE, _SLIDE = 0, 2
+# Pixels under the ground of an x–z stick view, for the progress strip.
+_STRIP = 16
+
+
+def _root_travels(env: Any) -> bool:
+    """Whether the root body can move through the world (a free or slide joint), rather than
+    only turn about a fixed point."""
+    model = env.unwrapped.model
+    if model.nbody <= _ROOT_BODY:
+        return False
+    first, count = int(model.body_jntadr[_ROOT_BODY]), int(model.body_jntnum[_ROOT_BODY])
+    kinds = np.asarray(model.jnt_type)[first : first + count] if count > 0 else np.array([])
+    return bool(np.isin(kinds, (_FREE, _SLIDE)).any())
 
 
 def _draw_stick(spec: _Spec, env: Any, rec: _Record) -> bytes:
@@ -458,7 +498,7 @@ def _draw_stick(spec: _Spec, env: Any, rec: _Record) -> bytes:
     thick[box_like] = np.sort(np.asarray(env.unwrapped.model.geom_size)[box_like], axis=1)[:, 1]
     p0 = pos - axis_z * seg[None, :, None]
     p1 = pos + axis_z * seg[None, :, None]
-    # 3. The camera. Its centre is the mean of the moving geoms ("root"), held still when the
+    # 3. The camera. Its centre is the mean of the moving geoms ("centre"), held still when the
     # figure stays within a body length of where it started (Reacher, a slow Swimmer), else
     # following it (a running HalfCheetah; then ground ticks slide by). Along z (up) it never
     # moves: the ground stays at the bottom. The scale fits the farthest moving geom end from
@@ -466,7 +506,7 @@ def _draw_stick(spec: _Spec, env: Any, rec: _Record) -> bytes:
     ends = np.concatenate([p0, p1], axis=1)[:, np.concatenate([moving, moving]), :]
     if ends.shape[1] == 0:
         ends = pos
-    root = ends.mean(axis=1)  # T × 3
+    mid = ends.mean(axis=1)  # T × 3
     # (the thickness of moving geoms only: the floor plane's "radius" is its size, 40 m)
     fat = float(thick[moving & drawn].max(initial=0.0))
     axes = [ax_h] if gravity_up else [ax_h, ax_v]
@@ -475,23 +515,40 @@ def _draw_stick(spec: _Spec, env: Any, rec: _Record) -> bytes:
         rel = ends[:, :, axes] - centre[:, None, axes]
         return float(np.abs(rel).max(initial=0.1)) + fat
 
-    still = np.broadcast_to(root.mean(axis=0), root.shape)
-    follow = reach(still) > 1.5 * reach(root)
-    centre = root if follow else still
+    still = np.broadcast_to(mid.mean(axis=0), mid.shape)
+    follow = reach(still) > 1.5 * reach(mid)
+    centre = mid if follow else still
     r = reach(centre)
     W = spec.width
     H = round(W * 0.75)
-    v_lo = 0.0
     if gravity_up:
+        # The ground sits _STRIP pixels above the bottom: the progress strip goes under it.
         top = float(ends[..., 2].max(initial=0.5))
-        v_lo, v_hi = -0.15 * top, 1.15 * top
-        scale = min(W / (2.2 * r), H / (v_hi - v_lo))
+        scale = min(W / (2.2 * r), (H - _STRIP) / (1.15 * top))
+        v_lo = -_STRIP / scale
     else:
         scale = min(W, H) / (2.2 * r)
+        v_lo = 0.0
+    # 4. Where the body went, when its root can go anywhere (not Reacher's arm, fixed to the
+    # world): the root body's path at every step (the trail, in the world frame, so it stays
+    # where the body was while the camera moves on) and its displacement along the ground since
+    # the start, Δ (the read-out, and the bar of the progress strip).
+    assert rec.path is not None  # _rollouts records the path of every stick view
+    travels = _root_travels(env)
+    path = rec.path  # S × 3, S = steps + 1
+    n_frames = pos.shape[0]
+    shown = np.minimum(np.arange(n_frames) * _frame_stride(spec), len(path) - 1)
+    shown[-1] = len(path) - 1  # the last frame is the last state
+    delta = path[:, ax_h] - path[0, ax_h]  # S
+    lo_seen = np.minimum.accumulate(delta)
+    hi_seen = np.maximum.accumulate(delta)
+    strip = _progress_strip(spec, rec, W) if gravity_up and travels else None
     palette = _palette_bytes()
     images = []
-    for t in range(pos.shape[0]):
+    for t in range(n_frames):
+        s = int(shown[t])
         dimmed = rec.done_at is not None and t >= rec.done_at
+        ink, trail = (10, 10) if dimmed else (1, 11)
         img = Image.new("P", (W, H), 9 if dimmed else 0)
         img.putpalette(palette)
         draw = ImageDraw.Draw(img)
@@ -514,6 +571,19 @@ def _draw_stick(spec: _Spec, env: Any, rec: _Record) -> bytes:
                 draw.line([(x, gy), (x, gy + 5)], fill=2, width=1)
             else:
                 draw.line([(x, 0), (x, H)], fill=2, width=1)
+        # The start (a flag on the ground, or a cross in the plane) and the trail up to now.
+        sx, sy = px(float(path[0, ax_h]), 0.0 if gravity_up else float(path[0, ax_v]))
+        if travels and gravity_up:
+            draw.line([(sx, sy), (sx, sy - 12)], fill=ink, width=1)
+            draw.polygon([(sx, sy - 12), (sx + 6, sy - 10), (sx, sy - 8)], fill=ink)
+        elif travels:
+            draw.line([(sx - 3, sy - 3), (sx + 3, sy + 3)], fill=ink, width=1)
+            draw.line([(sx - 3, sy + 3), (sx + 3, sy - 3)], fill=ink, width=1)
+        if travels and s > 0:  # (px on the whole path at once: a loop doubles the drawing time)
+            xs = W / 2 + (path[: s + 1, ax_h] - ch) * scale
+            v = path[: s + 1, ax_v]
+            ys = H - (v - v_lo) * scale if gravity_up else H / 2 - (v - cv) * scale
+            draw.line(np.stack([xs, ys], axis=1).ravel().tolist(), fill=trail, width=1)
         for g in np.nonzero(drawn)[0]:
             colour = 10 if dimmed else (1 if body[g] == 0 else 3 + int(body[g]) % 6)
             w = max(1, round(2 * thick[g] * scale))
@@ -524,15 +594,57 @@ def _draw_stick(spec: _Spec, env: Any, rec: _Record) -> bytes:
             r = w / 2
             for c in (a, b) if seg[g] > 0 else (a,):
                 draw.ellipse([c[0] - r, c[1] - r, c[0] + r, c[1] + r], fill=colour)
-        draw.text(
-            (3, 2),
-            f"{'xyz'[ax_h]} = {float(root[t, ax_h]):+.2f} m",
-            fill=10 if dimmed else 1,
-            font=_font(),
-        )
+        if strip is not None:
+            strip.draw(draw, float(lo_seen[s]), float(hi_seen[s]), float(delta[s]), ink, trail)
+        if travels:
+            draw.text((3, 2), f"{float(delta[s]):+.2f} m", fill=ink, font=_font())
         images.append(img)
     images = _hold_last(images, rec.done_at, spec, _palette_image())
     return _encode(spec, images, rec.dt)
+
+
+@dataclass(frozen=True)
+class _ProgressStrip:
+    """The bar under the ground of an x–z stick view: how far the root body got along the ground.
+
+    Its centre is the start; a distance Δ (metres, either way) sits at
+    ``x = W/2 + sign(Δ) · (W/2 − pad) · log(1 + |Δ|/1 m) / log(1 + L)``, a signed logarithmic
+    scale fixed for the task, so that the same distance is the same bar in every tile of every
+    round, and 0.3 m, 3 m and 30 m are all told apart on 192 pixels. ``L`` is the distance at
+    10 m/s (about the fastest these figures run) over the horizon, rounded up to a power of ten;
+    ticks mark ±1, ±10, ... m. A distance beyond ``L`` stops at the end (the read-out has it).
+    """
+
+    width: int
+    y: float  # the strip's baseline, pixels from the top
+    reach_m: float  # L
+
+    def x(self, delta: float) -> float:
+        half = self.width / 2 - 4
+        f = min(1.0, math.log1p(abs(delta)) / math.log1p(self.reach_m))
+        return self.width / 2 + math.copysign(half * f, delta)
+
+    def draw(self, draw: Any, lo: float, hi: float, now: float, ink: int, bar: int) -> None:
+        """The ticks, the span ``[lo, hi]`` (m) visited so far, and a dot at ``now`` (m)."""
+        y = self.y
+        draw.line([(4, y), (self.width - 4, y)], fill=2, width=1)
+        decade = 1.0
+        while decade <= self.reach_m:
+            for d in (-decade, decade):
+                x = self.x(d)
+                draw.line([(x, y - 2), (x, y + 2)], fill=2, width=1)
+            decade *= 10
+        draw.line([(self.x(lo), y), (self.x(hi), y)], fill=bar, width=3)
+        c = self.width / 2
+        draw.line([(c, y - 4), (c, y + 4)], fill=ink, width=1)
+        x = self.x(now)
+        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=ink)
+
+
+def _progress_strip(spec: _Spec, rec: _Record, width: int) -> _ProgressStrip:
+    seconds = spec.horizon * rec.dt / _frame_stride(spec)
+    reach = 10.0 ** math.ceil(math.log10(max(10.0, 10.0 * seconds)))
+    return _ProgressStrip(width=width, y=round(width * 0.75) - 6, reach_m=reach)
 
 
 def _draw_trajectory(spec: _Spec, env: Any, rec: _Record) -> bytes:
