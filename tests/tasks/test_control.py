@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
@@ -285,6 +286,57 @@ def test_mujoco_rollouts_and_stick_views(env_id: str) -> None:
         img = Image.open(io.BytesIO(data))
         assert img.format == "GIF" and img.width == 96
         assert len(_frames(data)) > 1
+
+
+def _last_frame(data: bytes) -> np.ndarray:
+    img = Image.open(io.BytesIO(data))
+    img.seek(img.n_frames - 1)
+    return np.asarray(img.convert("RGB"), dtype=np.int16)
+
+
+@mujoco_only
+def test_a_round_of_halfcheetah_candidates_looks_different() -> None:
+    """The control app's round: 8 candidates x0 + μ·ξ, horizon 150, tiles 192 px wide.
+
+    Measured (mean absolute difference of two last frames, RGB 0-255, the closest pair of the
+    round, ξ from seeds 0, 1, 2): μ = 0.02, candidates a person cannot tell apart: 0.5, 0.2,
+    0.5; μ = 0.1 with the path, read-out and progress strip: 9.9, 13.6, 9.2 (6.5, 12.5, 6.7
+    with the body alone). The bar, 5, is ten times the look-alike level and about half the
+    closest pair measured, so drawing differences between Pillow versions do not flip it.
+    """
+    task = ControlTask("HalfCheetah-v5", horizon=150, seed=0)
+    x0 = task.x0()
+    xi = torch.randn(8, task.n_params, generator=torch.Generator().manual_seed(0))
+    frames = [_last_frame(v) for v in task.render(x0 + 0.1 * xi)]
+    assert frames[0].shape == (144, 192, 3)
+    closest = min(
+        float(np.abs(frames[i] - frames[j]).mean()) for i in range(8) for j in range(i + 1, 8)
+    )
+    assert closest > 5.0
+    same = task.render(x0.expand(8, -1).clone())  # μ = 0: one policy eight times
+    assert all(v == same[0] for v in same)
+
+
+@mujoco_only
+def test_stick_view_shows_the_path_not_only_the_last_pose() -> None:
+    # Two rollouts that end in the same pose but got there differently (the second one's root
+    # went 3 m further along x) must end in different frames: the trail, the read-out and the
+    # progress strip come from the whole path.
+    from labkit.tasks import control
+
+    task = ControlTask("HalfCheetah-v5", horizon=40, seed=0)
+    spec = task._spec
+    _, (rec,) = control._rollouts(spec, task.x0()[None].double().numpy(), record=True)
+    assert rec.path is not None and rec.path.shape == (41, 3)
+    moved = rec.path.copy()
+    moved[:, 0] += np.linspace(0.0, 3.0, len(moved))
+    env = control._envs(spec, 1, None)[0]
+    a = _last_frame(control._draw_stick(spec, env, rec))
+    b = _last_frame(control._draw_stick(spec, env, dataclasses.replace(rec, path=moved)))
+    strip = slice(-16, None)  # under the ground: the progress strip (measured 5.5 here)
+    assert np.abs(a[strip] - b[strip]).mean() > 1.0
+    assert (a[:12, :60] != b[:12, :60]).any()  # the read-out, top left
+    assert np.array_equal(a, _last_frame(control._draw_stick(spec, env, rec)))
 
 
 def test_split_is_used_for_chunks() -> None:
