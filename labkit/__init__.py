@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names below are, for type checkers and editors
+    from labkit.defaults import make_optimizer
     from labkit.optim import CMAES, OptimizeResult, RankOptimizer, ZORankSGD, optimize
     from labkit.oracles import NoisyJudge, ScoreJudge, TopKJudge, ranking_from_values
     from labkit.ranking import Ranking, validate_ranking
@@ -42,6 +43,7 @@ __all__ = [
     "TopKJudge",
     "ZORankSGD",
     "__version__",
+    "make_optimizer",
     "optimize",
     "ranking_from_values",
     "validate_ranking",
@@ -50,6 +52,7 @@ __all__ = [
 #: Each public name and the module that defines it.
 _LAZY = {
     "CMAES": "labkit.optim",
+    "make_optimizer": "labkit.defaults",
     "OptimizeResult": "labkit.optim",
     "RankOptimizer": "labkit.optim",
     "ZORankSGD": "labkit.optim",

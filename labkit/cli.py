@@ -19,6 +19,7 @@ _BENCHES = {
     "latency": ("labkit.bench.latency", "labkit app in chromium: start-up, next round"),
     "control": ("labkit.bench.control", "policies from rankings of rollouts (MuJoCo, classic)"),
     "diffusion": ("labkit.bench.diffusion", "rounds to steer digits latents to a judge's target"),
+    "steer": ("labkit.bench.steer", "simulated people with a target in mind: rounds they need"),
     "load": ("labkit.bench.load", "many visitors ranking in one labkit app at once, in chromium"),
 }
 
