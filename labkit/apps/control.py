@@ -13,10 +13,10 @@ from typing import Any
 import ipywidgets
 
 from labkit.apps._view import AppView, limit_threads
-from labkit.optim.zo_ranksgd import ZORankSGD
+from labkit.defaults import make_optimizer
 from labkit.session import Session
 
-__all__ = ["control_app", "control_optimizer", "control_task", "goal"]
+__all__ = ["control_app", "control_task", "goal"]
 
 #: Tile size of a rollout in the ranking widget: the width ControlTask draws by default.
 TILE_PX = 192
@@ -46,15 +46,6 @@ def goal(task: Any) -> str:
     return "does best at the task"
 
 
-def control_optimizer(task: Any, *, seed: int | None = 0) -> ZORankSGD:
-    """ZO-RankSGD on the policy's parameters θ, the top 3 of 8 ranked.
-
-    μ = 0.02 perturbs each of θ's d entries a little (the policy's actions stay in range); the
-    step lr = 0.25/√d keeps ‖Δθ‖ about the same whatever d is (the estimate g has norm ~√d).
-    """
-    return ZORankSGD(task.x0(), lr=0.25 / task.n_params**0.5, mu=0.02, m=8, k=3, seed=seed)
-
-
 def control_app(*, task: Any = None, log: Any = None) -> AppView:
     """The control app's page; ``task`` shares a :class:`~labkit.tasks.control.ControlTask`."""
     limit_threads()
@@ -63,8 +54,8 @@ def control_app(*, task: Any = None, log: Any = None) -> AppView:
     view = AppView(
         title="Steer a policy by ranking its rollouts",
         instructions=(
-            f"Goal: the policy that {goal(task)}. Drag the 3 best rollouts to the top, best "
-            f"first, then press Submit ranking."
+            f"Goal: the policy that {goal(task)}. Drag the rollouts into order, best first, "
+            f"then press Submit ranking."
         ),
         controls=[restart],
         tile_px=TILE_PX,
@@ -72,7 +63,7 @@ def control_app(*, task: Any = None, log: Any = None) -> AppView:
     )
 
     def new_session() -> Session:
-        opt = control_optimizer(task, seed=None)
+        opt = make_optimizer(task, task.x0())
         return Session(opt, task=task, log=log, name="app-control", rater="visitor")
 
     restart.on_click(lambda _: view.start(new_session))

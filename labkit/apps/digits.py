@@ -17,28 +17,17 @@ from typing import Any
 import ipywidgets
 
 from labkit.apps._view import AppView, limit_threads
-from labkit.optim.zo_ranksgd import ZORankSGD
+from labkit.defaults import make_optimizer
 from labkit.session import Session
 
-__all__ = ["digits_app", "digits_optimizer", "pipeline_app"]
+__all__ = ["digits_app", "pipeline_app"]
 
 TILE_PX = 128
 INSTRUCTIONS = (
     "Drag the images into order, the one closest to what you have in mind first, then press "
-    "Submit ranking. When a round asks for the best 1, put your favourite first."
+    'Submit ranking. The image marked "current" is your pick so far: press "None is better" '
+    'to keep it, or "=" between two images you like equally.'
 )
-
-
-def digits_optimizer(x0: Any, *, seed: int | None = None) -> ZORankSGD:
-    """What a person steers the digits latents with.
-
-    Line-search rounds (the paper's variant for people): a gradient round of 8 perturbed latents,
-    then a round that shows the current image, the last round's winner and 6 steps of sizes
-    lr·2^-i along the estimated direction; the winner is kept, so the image never gets worse in
-    the person's eyes. The latent's entries are ~N(0, 1): μ = 1 makes the candidates of a round
-    visibly different, and lr = 8 (steps 8 … 0.25) spans "a new image" to "a small touch".
-    """
-    return ZORankSGD(x0, lr=8.0, mu=1.0, m=8, line_search=6, seed=seed)
 
 
 def digits_app(
@@ -93,7 +82,8 @@ def digits_app(
         )
         x0 = task.x0(seed=state["seed"])
         state["seed"] += 1
-        return Session(digits_optimizer(x0), task=task, log=log, name="app-digits", rater="visitor")
+        opt = make_optimizer(task, x0)
+        return Session(opt, task=task, log=log, name="app-digits", rater="visitor")
 
     restart.on_click(lambda _: view.start(new_session))
     draws.observe(lambda _: view.start(new_session), names="value")
@@ -144,7 +134,7 @@ def pipeline_app(
         x0 = task.x0(seed=state["seed"])
         state["seed"] += 1
         return Session(
-            digits_optimizer(x0), task=task, log=log, name="app-pipeline", rater="visitor"
+            make_optimizer(task, x0), task=task, log=log, name="app-pipeline", rater="visitor"
         )
 
     go.on_click(lambda _: view.start(new_session))

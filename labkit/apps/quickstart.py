@@ -15,22 +15,16 @@ import ipywidgets
 import torch
 
 from labkit.apps._view import AppView, limit_threads
-from labkit.optim.zo_ranksgd import ZORankSGD
+from labkit.defaults import make_optimizer
 from labkit.session import Session
 from labkit.tasks.functions import FunctionTask
 
-__all__ = ["PathMap", "quickstart_app", "quickstart_optimizer"]
+__all__ = ["PathMap", "quickstart_app"]
 
 INSTRUCTIONS = (
     "Drag the maps into order, the red dot closest to the white cross first, then press "
     "Submit ranking. Your picks move the point; the path on the right shows where it went."
 )
-
-
-def quickstart_optimizer(task: FunctionTask, *, seed: int | None = 0) -> ZORankSGD:
-    """Plain ZO-RankSGD on the 2-D point: μ = 0.8 spreads the dots visibly over the map (its box
-    is a few units wide), lr = 0.5 moves the point about one dot spacing per round."""
-    return ZORankSGD(task.x0(seed=0), lr=0.5, mu=0.8, m=8, seed=seed)
 
 
 class PathMap:
@@ -97,7 +91,7 @@ def quickstart_app(*, function: str = "sphere", tile_px: int = 128, log: Any = N
     )
 
     def new_session() -> Session:
-        opt = quickstart_optimizer(task, seed=None)
+        opt = make_optimizer(task, task.x0(seed=0))
         return Session(opt, task=task, log=log, name="app-quickstart", rater="visitor")
 
     restart.on_click(lambda _: view.start(new_session, incumbent=path_map))

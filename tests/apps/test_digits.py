@@ -25,23 +25,31 @@ def _dropdown(page: Any) -> Any:
     return next(w for w in walk(page) if isinstance(w, ipywidgets.Dropdown))
 
 
-def test_rounds_alternate_gradient_and_pick_one_and_are_logged_as_the_visitor(
+def test_every_round_leads_with_the_current_pick_and_answers_are_logged_as_the_visitor(
     tmp_path: Path, shared: dict[str, Any]
 ) -> None:
     db = tmp_path / "rounds.sqlite"
     page = digits_app(log=db, tile_px=64, **shared)
     w = ranker(page)
-    assert w.m == 8 and w.k in (None, 0, 8) and w.round_id == 0  # gradient round: rank all 8
-    submit(page)
-    assert w.round_id == 1 and w.k == 1 and w.incumbent == 0  # line search: pick the best 1
-    submit(page, [2])
+    # The default for latents: the current pick in row 0 of every round, a full ranking of 8.
+    assert w.m == 8 and w.k in (None, 0, 8) and w.round_id == 0 and w.incumbent == 0
+    submit(page, [3, 0, 1, 2, 4, 5, 6, 7])
+    assert w.round_id == 1 and w.incumbent == 0
+    # "=" between the first two, then "None is better than the current one".
+    w.set_state({"submitted": {"round": 1, "ranking": [2, 5, 0, 1, 3, 4, 6, 7], "ties": [1]}})
+    assert w.error == "", w.error
+    w.set_state({"submitted": {"round": 2, "ranking": [0], "none_better": True}})
+    assert w.error == "", w.error
     with RoundLog(db) as log:
         (sid,) = log.sessions()
         meta = log.session_meta(sid)
         rows = log.rounds(sid)
     assert meta["name"] == "app-digits"
-    assert [r.rater for r in rows] == ["visitor", "visitor"]
-    assert [r.kind for r in rows] == ["gradient", "line_search"]
+    assert [r.rater for r in rows] == ["visitor"] * 3
+    assert [r.kind for r in rows] == ["preference"] * 3
+    assert [r.ties for r in rows] == [(), (1,), ()]
+    assert [r.answer for r in rows] == ["ranking", "ranking", "none_better"]
+    assert rows[2].ranking == (0,)
 
 
 def test_choosing_what_the_model_draws_starts_a_new_conditional_session(
