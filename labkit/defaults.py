@@ -59,8 +59,8 @@ def make_optimizer(task: Any, x0: Any, *, m: int = 8, seed: int | None = None) -
       offset: :class:`~labkit.optim.PreferenceThompson` on the prior's sphere — every ranking so
       far shapes each round, the incumbent leads every round (so "none of these is better" is an
       answer, and it is used, as are ties);
-    * a point on a map (``FunctionTask``): ZO-RankSGD, Algorithm 1 (lr = 0.5·s, μ = s), which
-      needed the fewest rounds there;
+    * a point on a map (``FunctionTask``): ZO-RankSGD with the paper's line-search rounds
+      (lr = 8·s, μ = s, 6 step sizes), which needed the fewest rounds there;
     * a policy (``ControlTask``): CMA-ES told the ranks (σ = s), likewise;
     * anything with d > 4096 (Stable Diffusion's latents): ZO-RankSGD with line-search rounds
       (the preference model's d×d covariance would not fit), μ = s, lr = 8·s.
@@ -83,7 +83,7 @@ def make_optimizer(task: Any, x0: Any, *, m: int = 8, seed: int | None = None) -
             start, m=m_int, scale=s, geometry="sphere", prior=PRIOR, explore=EXPLORE, seed=seed
         )
     if kind == "FunctionTask":
-        return ZORankSGD(start, lr=0.5 * s, mu=s, m=m_int, seed=seed)
+        return ZORankSGD(start, lr=8.0 * s, mu=s, m=m_int, line_search=6, seed=seed)
     if kind == "ControlTask":
         return CMAES(start, sigma=s, m=m_int, seed=seed)
     return ZORankSGD(start, lr=8.0 * s, mu=s, m=m_int, line_search=6, seed=seed)

@@ -31,11 +31,11 @@ def test_latents_get_the_preference_model_on_the_prior_sphere() -> None:
     assert torch.allclose(X[1:].flatten(1).norm(dim=1), torch.full((7,), 16.0))
 
 
-def test_a_map_gets_algorithm_1_scaled_to_the_map() -> None:
+def test_a_map_gets_line_search_rounds_scaled_to_the_map() -> None:
     task = FunctionTask("rosenbrock")  # box 5 × 4
     opt = labkit.make_optimizer(task, task.x0(), m=6, seed=0)
-    assert isinstance(opt, ZORankSGD) and opt.line_search == 0 and opt.m == 6
-    assert opt.mu == pytest.approx(4.0 / 12) and opt.lr == pytest.approx(0.5 * 4.0 / 12)
+    assert isinstance(opt, ZORankSGD) and opt.line_search == 6 and opt.m == 6
+    assert opt.mu == pytest.approx(4.0 / 12) and opt.lr == pytest.approx(8.0 * 4.0 / 12)
     assert task_scale(FunctionTask("sphere")) == pytest.approx(10.0 / 12)
 
 

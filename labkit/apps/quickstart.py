@@ -58,17 +58,19 @@ class PathMap:
         ax.set_ylim(y_lo, y_hi)
         ax.set_title("the path of the point", fontsize=9)
         self._fig.tight_layout()
-        self._path: list[torch.Tensor] = []
+        self._path: dict[int, torch.Tensor] = {}  # rounds ranked -> x after them
         self._session: Session | None = None
 
     def __call__(self, session: Session) -> tuple[bytes, str]:
         if session is not self._session:
-            self._session, self._path = session, []
-        # One point per round: the start, then x after each live round (an undo drops one).
-        del self._path[session.round + 1 :]
-        if len(self._path) <= session.round:
-            self._path.append(session.optimizer.x.detach().cpu().clone())
-        P = torch.stack(self._path).numpy()
+            self._session, self._path = session, {}
+        # x after each round it was called for (the view calls only when x moved, or after an
+        # undo): an undo drops the rounds past the session's, so the path shortens with it.
+        for r in [r for r in self._path if r > session.round]:
+            del self._path[r]
+        self._path[session.round] = session.optimizer.x.detach().cpu().clone()
+        path = [self._path[r] for r in sorted(self._path)]
+        P = torch.stack(path).numpy()
         self._line.set_data(P[:, 0], P[:, 1])
         buf = io.BytesIO()
         self._fig.savefig(buf, format="png")
