@@ -374,8 +374,13 @@ def run_steer(
     targets: int,
     rounds: int,
     progress: bool = True,
+    first: int = 0,
 ) -> list[RunTrace]:
-    """Every run of tasks × people × targets × methods (resampling always included)."""
+    """Every run of tasks × people × targets × methods (resampling always included).
+
+    ``first`` skips the first targets (to split one benchmark over several processes; the
+    targets are the same whatever the split, and :func:`read_csv` joins the parts).
+    """
     if "resampling" not in methods:
         methods = ["resampling", *methods]
     digits = _Digits() if any(t.startswith("digits") for t in tasks) else None
@@ -387,7 +392,7 @@ def run_steer(
             if not t.startswith("digits") and spec.perception != "pixels":
                 continue  # one perception outside images: skip the duplicate
             ids = digits.targets(split, targets) if digits and t.startswith("digits") else None
-            for n in range(targets):
+            for n in range(first, targets):
                 grid.append((t, spec, n, ids[n] if ids else n))
     from tqdm.auto import tqdm
 
@@ -508,6 +513,19 @@ def write_csv(traces: Sequence[RunTrace], path: Path) -> None:
                 w.writerow([tr.task, tr.person, tr.method, tr.split, tr.target, r, f"{b:.6g}"])
 
 
+def read_csv(path: Path) -> list[RunTrace]:
+    """The runs of a ``runs.csv`` written by :func:`write_csv`."""
+    runs: dict[tuple[str, str, str, str, int], RunTrace] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            key = (row["task"], row["person"], row["method"], row["split"], int(row["target"]))
+            tr = runs.setdefault(key, RunTrace(*key))
+            if int(row["round"]) != len(tr.best) + 1:
+                raise ValueError(f"{path}: rounds of {key} are not in order at {row['round']}")
+            tr.best.append(float(row["best_seen"]))
+    return list(runs.values())
+
+
 def plot_curves(traces: Sequence[RunTrace], path: Path) -> None:
     """Best seen ÷ resampling's 30-round best against rounds, median over targets, one line per
     method, one panel per task and person."""
@@ -569,6 +587,17 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--targets", type=positive_int, default=30, help="targets per task (30)")
     p.add_argument("--rounds", type=positive_int, default=ROUNDS, help="rounds per run (30)")
+    p.add_argument(
+        "--first", type=int, default=0, help="skip the targets before this one (split a run)"
+    )
+    p.add_argument(
+        "--from-csv",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="no runs: tabulate (and plot, with --out) the runs.csv files given",
+    )
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads (1)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="runs.csv, curves.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -578,6 +607,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str = "labkit bench steer") -> int:
     """Entry point of ``labkit bench steer ARGS...``; returns the exit status."""
     args = parse_args(_parser(prog), argv)
+    if args.from_csv:
+        traces = [tr for path in args.from_csv for tr in read_csv(path)]
+        print(markdown_table(summarize(traces)))
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            plot_curves(traces, args.out / "curves.png")
+        return 0
     t0 = time.perf_counter()
     with limited_threads(args.threads):
         traces = run_steer(
@@ -588,6 +624,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench steer") ->
             targets=args.targets,
             rounds=args.rounds,
             progress=not args.no_progress,
+            first=args.first,
         )
     print(
         f"# labkit bench steer: {args.split} targets ({args.targets} per task), m = {M}, "

@@ -94,3 +94,22 @@ def test_digits_problem_perceives_the_target_and_the_best_seen_only_improves() -
     curve = steer.run_one(problem, person, "default", 3, seed=0)
     assert len(curve) == 3 and curve == sorted(curve, reverse=True)
     assert len(train) == 3 and problem.scale > 0
+
+
+def test_runs_csv_reads_back_and_a_split_run_joins(tmp_path: Path) -> None:
+    common = ["--tasks", "quickstart", "--rounds", "4", "--methods", "default", "--no-progress"]
+    assert steer.main([*common, "--targets", "2", "--out", str(tmp_path / "a")]) == 0
+    assert (
+        steer.main([*common, "--targets", "3", "--first", "2", "--out", str(tmp_path / "b")]) == 0
+    )
+    whole = steer.run_steer(
+        tasks=["quickstart"], people=["pl"], methods=["default"], split="test", targets=3,
+        rounds=4, progress=False,
+    )  # fmt: skip
+    parts = steer.read_csv(tmp_path / "a" / "runs.csv") + steer.read_csv(
+        tmp_path / "b" / "runs.csv"
+    )
+    key = lambda t: (t.method, t.target)  # noqa: E731
+    assert [(key(t), t.best) for t in sorted(parts, key=key)] == [
+        (key(t), [float(f"{b:.6g}") for b in t.best]) for t in sorted(whole, key=key)
+    ]
