@@ -3,9 +3,9 @@
 Weights (``digits.safetensors``) ship as package data; see ``MODEL_CARD.md`` beside this file and
 :mod:`labkit.models.digits` for the script that trained them.
 
-The names are resolved lazily, so ``import labkit.models`` stays cheap (diffusers is imported only
-when a name is first used) and ``python -m labkit.models.digits`` runs without the module having
-been imported twice.
+The names are resolved lazily, so ``import labkit.models`` stays cheap (torch is imported only
+when a name is first used; sampling needs torch and safetensors only, diffusers only training)
+and ``python -m labkit.models.digits`` runs without the module having been imported twice.
 """
 
 from __future__ import annotations
