@@ -26,11 +26,22 @@ def test_the_path_grows_with_each_round_and_an_undo_shortens_it(tmp_path: Path) 
 
     pick = next(w for w in walk(page) if isinstance(w, ipywidgets.Image) and w.width == "320")
     red = [_red_pixels(pick.value)]
+    (x_lo, x_hi), (y_lo, y_hi) = page.session.task.box
     for _ in range(4):
         w = ranker(page)
         # The default for a map alternates gradient rounds (rank all) and line-search rounds
-        # (pick one): pick the first step along the estimate, so the point moves.
-        submit(page, [2] if w.k == 1 else None)
+        # (pick one). There, pick the longest step that stays on the map, so the path grows
+        # visibly whatever the (OS-drawn) seed of the session.
+        if w.k == 1:
+            X = page.session.optimizer.ask()
+            on_map = [
+                i
+                for i in range(2, X.shape[0])
+                if x_lo < float(X[i, 0]) < x_hi and y_lo < float(X[i, 1]) < y_hi
+            ]
+            submit(page, [on_map[0]])
+        else:
+            submit(page)
         red.append(_red_pixels(pick.value))
     assert red[0] < red[2] < red[4], red  # more path on the map after more moves
     w = ranker(page)
