@@ -165,12 +165,21 @@ def check_log(db: Path, visits: Sequence[Visit], rounds: int) -> tuple[list[str]
     if len(ranked) != len(visits):
         problems.append(f"{len(ranked)} sessions with rounds for {len(visits)} visitors")
     unmatched = [list(v.rankings) for v in visits]
+
+    def same(logged: list[tuple[int, ...]], shown: list[tuple[int, ...]]) -> bool:
+        # A visitor records the whole order on the page; a top-k round (a line-search round
+        # asks for the best 1) logs its first k.
+        return len(logged) == len(shown) and all(
+            0 < len(a) and a == b[: len(a)] for a, b in zip(logged, shown, strict=True)
+        )
+
     for s, rows in ranked.items():
         if [r for r, _ in rows] != list(range(rounds)):
             problems.append(f"session {s}: rounds {[r for r, _ in rows]}, not 0..{rounds - 1}")
         seq = [ranking for _, ranking in rows]
-        if seq in unmatched:
-            unmatched.remove(seq)
+        match = next((u for u in unmatched if same(seq, u)), None)
+        if match is not None:
+            unmatched.remove(match)
         else:
             problems.append(f"session {s}: its rankings are no visitor's: {seq}")
     if unmatched:

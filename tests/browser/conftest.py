@@ -395,4 +395,7 @@ def rank_by_keyboard_and_check(page: Any, db: Path, shot: Path, *, timeout_s: fl
     rounds = wait_logged(db, "app-quickstart", before + 1, timeout_s=timeout_s)
     assert len(rounds) == before + 1
     assert rounds[-1].round == r
-    assert list(rounds[-1].ranking) == expected
+    logged = list(rounds[-1].ranking)
+    # A full round logs the whole order; a top-k round (the map's line-search rounds ask for
+    # the best 1) its first k.
+    assert logged == expected[: len(logged)] and len(logged) in (1, len(expected)), logged
