@@ -533,11 +533,16 @@ def plot_curves(traces: Sequence[RunTrace], path: Path) -> None:
     from matplotlib.figure import Figure
 
     panels = sorted({(t.task, t.person) for t in traces})
-    fig = Figure(figsize=(4.2 * len(panels), 3.4))
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows))
     FigureCanvasAgg(fig)
+    # One colour per method in every panel.
+    names = list(dict.fromkeys([*METHODS, *sorted({t.method for t in traces})]))
+    colour = {name: f"C{i % 10}" for i, name in enumerate(names)}
     ref = {(t.task, t.person, t.target): t.best[-1] for t in traces if t.method == "resampling"}
     for i, (task, person) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax = fig.add_subplot(rows, cols, i + 1)
         methods = sorted({t.method for t in traces if (t.task, t.person) == (task, person)})
         for method in methods:
             curves = [
@@ -546,11 +551,11 @@ def plot_curves(traces: Sequence[RunTrace], path: Path) -> None:
                 if (t.task, t.person, t.method) == (task, person, method)
             ]
             med = np.median(np.stack(curves), axis=0)
-            ax.plot(np.arange(1, len(med) + 1), med, label=method)
+            ax.plot(np.arange(1, len(med) + 1), med, label=method, color=colour[method])
         ax.axhline(1.0, color="grey", lw=0.8, ls=":")
         ax.set_title(f"{task}, {person}", fontsize=9)
         ax.set_xlabel("rounds the person ranked")
-        if i == 0:
+        if i % cols == 0:
             ax.set_ylabel("best seen ÷ resampling's 30-round best")
         ax.legend(fontsize=7)
     fig.tight_layout()
