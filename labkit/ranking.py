@@ -23,7 +23,7 @@ reduces it to one number per candidate, which is all the gradient estimate needs
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -47,6 +47,36 @@ Ranking = tuple[int, ...]
 Ties = tuple[int, ...]
 
 
+def _items(
+    value: Any, *, subject: str, elements: str, not_sequence: str, unordered: str
+) -> list[Any]:
+    """The elements of a 1-D sequence (list, tuple, array, integer tensor), checked only for
+    being one: the shared first step of :func:`validate_ranking` and :func:`validate_ties`.
+
+    The messages name what was given: ``subject`` ("a ranking") must be one-dimensional,
+    ``elements`` ("ranking indices") must be integers, ``not_sequence`` and ``unordered`` say
+    what a non-sequence and an unordered container (a set or a dict) are not.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 1:
+            raise ValueError(
+                f"{subject} must be one-dimensional; got a tensor of shape {tuple(value.shape)}"
+            )
+        if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            raise ValueError(f"{elements} must be integers; got a tensor of dtype {value.dtype}")
+        return list(value.tolist())
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise ValueError(f"{not_sequence}; got {value!r}")
+    if isinstance(value, (AbstractSet, Mapping)):
+        # A set (or a dict's keys) has no order of its own: reading one as "best first" would
+        # silently misread the person's answer.
+        raise ValueError(f"{unordered}; a {type(value).__name__} has no order: got {value!r}")
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape) != 1:
+        raise ValueError(f"{subject} must be one-dimensional; got an array of shape {shape}")
+    return list(value)
+
+
 def validate_ranking(ranking: Any, m: int) -> Ranking:
     """Check ``ranking`` against a round of ``m`` candidates and return it as a tuple of ints.
 
@@ -57,36 +87,13 @@ def validate_ranking(ranking: Any, m: int) -> Ranking:
     """
     if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
         raise ValueError(f"a round must have at least one candidate; got m={m!r}")
-    if isinstance(ranking, torch.Tensor):
-        if ranking.dim() != 1:
-            raise ValueError(
-                f"a ranking must be one-dimensional; got a tensor of shape {tuple(ranking.shape)}"
-            )
-        if (
-            ranking.dtype.is_floating_point
-            or ranking.dtype.is_complex
-            or ranking.dtype == torch.bool
-        ):
-            raise ValueError(
-                f"ranking indices must be integers; got a tensor of dtype {ranking.dtype}"
-            )
-        items: Sequence[Any] = ranking.tolist()
-    elif isinstance(ranking, (str, bytes)) or not hasattr(ranking, "__len__"):
-        raise ValueError(
-            f"a ranking must be a sequence of candidate indices, best first; got {ranking!r}"
-        )
-    elif isinstance(ranking, (AbstractSet, Mapping)):
-        # A set (or a dict's keys) has no order of its own: reading one as "best first" would
-        # silently misread the person's ranking.
-        raise ValueError(
-            f"a ranking must be ordered, best first (a list or tuple); a {type(ranking).__name__} "
-            f"has no order: got {ranking!r}"
-        )
-    else:
-        shape = getattr(ranking, "shape", None)
-        if shape is not None and len(shape) != 1:
-            raise ValueError(f"a ranking must be one-dimensional; got an array of shape {shape}")
-        items = list(ranking)
+    items = _items(
+        ranking,
+        subject="a ranking",
+        elements="ranking indices",
+        not_sequence="a ranking must be a sequence of candidate indices, best first",
+        unordered="a ranking must be ordered, best first (a list or tuple)",
+    )
     if len(items) == 0:
         raise ValueError("a ranking must name at least one candidate (the best); got an empty one")
     if len(items) > m:
@@ -140,29 +147,16 @@ def validate_ties(ties: Any, k: int) -> Ties:
         raise ValueError(f"ties belong to a ranking of length k >= 1; got k={k!r}")
     if ties is None:
         return ()
-    if isinstance(ties, torch.Tensor):
-        if ties.dim() != 1:
-            raise ValueError(
-                f"ties must be one-dimensional; got a tensor of shape {tuple(ties.shape)}"
-            )
-        if ties.dtype.is_floating_point or ties.dtype.is_complex or ties.dtype == torch.bool:
-            raise ValueError(f"tie positions must be integers; got a tensor of dtype {ties.dtype}")
-        items: Sequence[Any] = ties.tolist()
-    elif isinstance(ties, (str, bytes)) or not hasattr(ties, "__len__"):
-        raise ValueError(
-            f"ties must be a sequence of ranking positions (p: ranking[p] is as good as "
-            f"ranking[p-1]); got {ties!r}"
-        )
-    elif isinstance(ties, (AbstractSet, Mapping)):
-        raise ValueError(
-            f"ties must be an ordered sequence of positions (a list or tuple, ascending); a "
-            f"{type(ties).__name__} has no order: got {ties!r}"
-        )
-    else:
-        shape = getattr(ties, "shape", None)
-        if shape is not None and len(shape) != 1:
-            raise ValueError(f"ties must be one-dimensional; got an array of shape {shape}")
-        items = list(ties)
+    items = _items(
+        ties,
+        subject="ties",
+        elements="tie positions",
+        not_sequence=(
+            "ties must be a sequence of ranking positions (p: ranking[p] is as good as "
+            "ranking[p-1])"
+        ),
+        unordered="ties must be an ordered sequence of positions (a list or tuple, ascending)",
+    )
     out: list[int] = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, numbers.Integral):
