@@ -269,9 +269,16 @@ class RankOptimizer(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by ``state_dict`` (a pending round is restored too)."""
 
-    def _check_state_fits(self, state: Any, shape: tuple[int, ...], m: int) -> None:
+    def _check_state_fits(
+        self,
+        state: Any,
+        shape: tuple[int, ...],
+        m: int,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         """Refuse a state dict of another optimizer, or made for another shape of x or another
-        m (before touching anything)."""
+        m, or (when ``config`` is given) with another ``state["config"]`` (before touching
+        anything)."""
         name = type(self).__name__
         if not isinstance(state, dict):
             raise ValueError(
@@ -285,6 +292,11 @@ class RankOptimizer(ABC):
             raise ValueError(
                 f"state is for shape {tuple(state['shape'])} with m={state['m']}, but this "
                 f"optimizer has shape {tuple(shape)} with m={m}"
+            )
+        if config is not None and state["config"] != config:
+            raise ValueError(
+                f"state dict was made with config {state['config']}, "
+                f"but this optimizer has {config}"
             )
 
 

@@ -286,12 +286,7 @@ class PreferenceThompson(RankOptimizer):
     @atomic_load
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore ``state_dict()`` output; the config must match this optimizer's."""
-        self._check_state_fits(state, self.shape, self.m)
-        if state["config"] != self._config():
-            raise ValueError(
-                f"state dict was made with config {state['config']}, "
-                f"but this optimizer has {self._config()}"
-            )
+        self._check_state_fits(state, self.shape, self.m, self._config())
         self._x = state["x"].to("cpu", torch.float64).clone()
         self._w = state["w"].to("cpu", torch.float64).clone()
         self._cov = state["cov"].to("cpu", torch.float64).clone()

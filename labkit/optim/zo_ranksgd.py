@@ -369,12 +369,7 @@ class ZORankSGD(RankOptimizer):
     @atomic_load
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore ``state_dict()`` output; the config must match this optimizer's."""
-        self._check_state_fits(state, self.shape, self.m)
-        if state["config"] != self._config():
-            raise ValueError(
-                f"state dict was made with config {state['config']}, "
-                f"but this optimizer has {self._config()}"
-            )
+        self._check_state_fits(state, self.shape, self.m, self._config())
         self._x.copy_(state["x"].reshape(-1))
         self._generator.set_state(state["generator"])
         self.rounds = int(state["rounds"])
