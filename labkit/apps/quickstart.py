@@ -68,7 +68,10 @@ class PathMap:
         # undo): an undo drops the rounds past the session's, so the path shortens with it.
         for r in [r for r in self._path if r > session.round]:
             del self._path[r]
-        self._path[session.round] = session.optimizer.x.detach().cpu().clone()
+        x = session.optimizer.x.detach().cpu().clone()
+        last = self._path[max(self._path)] if self._path else None
+        if last is None or not torch.equal(last, x):  # a point where x moved, never twice
+            self._path[session.round] = x
         path = [self._path[r] for r in sorted(self._path)]
         P = torch.stack(path).numpy()
         self._line.set_data(P[:, 0], P[:, 1])
