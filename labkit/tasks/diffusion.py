@@ -405,9 +405,11 @@ class DigitsTask(_LatentTask):
             ``digit``, with classifier-free guidance ``guidance``; another int 0..9 a different
             class (steer against the conditioning); ``None`` unconditional — the model's "null"
             class only, as if it had never been told a digit (``guidance`` is then not used).
-        steps: DDIM steps (η = 0); default
-            :data:`~labkit.models.digits.INTERACTIVE_STEPS` (4), picked for rounds a person waits
-            for (MODEL_CARD.md: same classifier figures as 10 steps at 2.5× less work).
+        steps: sampling steps (one model evaluation each); default
+            :data:`~labkit.models.digits.INTERACTIVE_STEPS` (5), picked for rounds a person waits
+            for (MODEL_CARD.md: better classifier figures than 10 DDIM steps at half the work).
+        sampler: ``"dpm++2m"`` (default, :data:`~labkit.models.digits.INTERACTIVE_SAMPLER`) or
+            ``"ddim"`` (η = 0); see :func:`labkit.models.digits.generate`.
         guidance: classifier-free guidance scale w (see :func:`labkit.models.digits.generate`).
         renormalize: put each candidate on the prior's shell ‖z‖ = √256 = 16 before sampling
             (see the module docstring).
@@ -437,6 +439,7 @@ class DigitsTask(_LatentTask):
         *,
         condition: int | Literal["digit"] | None = "digit",
         steps: int | None = None,
+        sampler: str | None = None,
         guidance: float | None = None,
         renormalize: bool = True,
         device: str | torch.device | None = None,
@@ -458,6 +461,12 @@ class DigitsTask(_LatentTask):
         else:
             self.condition = _check_digit(condition, "condition (a class, 'digit' or None)")
         self.steps = _check_int(dm.INTERACTIVE_STEPS if steps is None else steps, "steps", 1)
+        sampler = dm.INTERACTIVE_SAMPLER if sampler is None else sampler
+        if sampler not in dm.SAMPLERS:
+            raise ValueError(
+                f"sampler must be one of {', '.join(map(repr, dm.SAMPLERS))}; got {sampler!r}"
+            )
+        self.sampler: str = sampler
         self.guidance = check_nonneg(
             "guidance", dm.DEFAULT_GUIDANCE if guidance is None else guidance
         )
@@ -500,7 +509,8 @@ class DigitsTask(_LatentTask):
     def __repr__(self) -> str:
         cond = "unconditional" if self.condition is None else f"condition={self.condition}"
         return (
-            f"DigitsTask({self.digit}, {cond}, steps={self.steps}, guidance={self.guidance}, "
+            f"DigitsTask({self.digit}, {cond}, steps={self.steps}, sampler={self.sampler!r}, "
+            f"guidance={self.guidance}, "
             f"optimize={self.optimize!r}, renormalize={self.renormalize}, scorer={self.scorer!r})"
         )
 
@@ -526,6 +536,7 @@ class DigitsTask(_LatentTask):
             self.renormalize,
             self.condition,
             self.steps,
+            self.sampler,
             self.guidance,
             self.class_scale,
             id(self.model),
@@ -549,7 +560,13 @@ class DigitsTask(_LatentTask):
         # e + s·δ: the class's embedding row moved by the candidate's offset (module docstring).
         offset = None if delta is None else self.class_scale * delta.to(self.device)
         return generate(
-            self.model, Z, labels, steps=self.steps, guidance=guidance, class_offset=offset
+            self.model,
+            Z,
+            labels,
+            steps=self.steps,
+            guidance=guidance,
+            class_offset=offset,
+            sampler=self.sampler,  # type: ignore[arg-type]  # checked in __init__
         )
 
     def _png(self, images: torch.Tensor) -> list[bytes]:

@@ -28,6 +28,7 @@ from labkit.models.digits import (
     DEFAULT_GUIDANCE,
     DEFAULT_STEPS,
     IMAGE_SIZE,
+    INTERACTIVE_SAMPLER,
     INTERACTIVE_STEPS,
     NUM_CLASSES,
 )
@@ -152,6 +153,13 @@ def test_generate_empty_batch(model: DigitsModel) -> None:
         (torch.zeros(2, 1, 16, 16), torch.tensor([1, 2]), {"guidance": -1.0}, "guidance"),
         (torch.zeros(2, 1, 16, 16), torch.tensor([1, 2]), {"guidance": float("nan")}, "guidance"),
         (torch.zeros(2, 1, 16, 16), torch.tensor([1, 2]), {"eta": -0.5}, "eta"),
+        (torch.zeros(2, 1, 16, 16), torch.tensor([1, 2]), {"sampler": "euler"}, "sampler must"),
+        (
+            torch.zeros(2, 1, 16, 16),
+            torch.tensor([1, 2]),
+            {"sampler": "dpm++2m", "eta": 0.5},
+            r"eta > 0 .* needs sampler='ddim'",
+        ),
     ],
 )
 def test_generate_refuses_bad_input(
@@ -188,7 +196,10 @@ def test_samples_are_recognized_as_their_class(
     (see MODEL_CARD.md); 90% leaves room for another BLAS, not for a broken model (chance is 10%).
     """
     labels = torch.arange(NUM_CLASSES).repeat_interleave(10)
-    images = generate(model, _latents(100, 0), labels, steps=steps, guidance=DEFAULT_GUIDANCE)
+    sampler = INTERACTIVE_SAMPLER if steps == INTERACTIVE_STEPS else "ddim"
+    images = generate(
+        model, _latents(100, 0), labels, steps=steps, guidance=DEFAULT_GUIDANCE, sampler=sampler
+    )
     predicted = classifier.predict(images)
     per_class = torch.stack(
         [(predicted[labels == c] == c).float().mean() for c in range(NUM_CLASSES)]
@@ -217,6 +228,7 @@ def test_unconditional_samples_at_the_app_settings_look_like_digits(
         torch.full((200,), NULL_CLASS),
         steps=INTERACTIVE_STEPS,
         guidance=1.0,
+        sampler=INTERACTIVE_SAMPLER,
     )
     probs = classifier.probabilities(images)
     share = float((probs.max(dim=1).values >= 0.5).float().mean())

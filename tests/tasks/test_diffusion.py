@@ -342,19 +342,30 @@ def test_digits_task_render_score_and_one_call(digits: tuple[Any, Any]) -> None:
     assert task.calls == 1
     assert len(pngs) == 4 and Image.open(io.BytesIO(pngs[0])).size == (32, 32)
     # The score is the classifier's p(3) of exactly the images rendered, in row order.
-    ref = generate(task.model, renormalize_latents(X), torch.full((4,), 3), steps=4)
+    ref = generate(
+        task.model, renormalize_latents(X), torch.full((4,), 3), steps=4, sampler=task.sampler
+    )
     torch.testing.assert_close(task.images(X), ref)
     torch.testing.assert_close(p, digits[1].probabilities(ref)[:, 3])
     assert p.shape == (4,) and float(p.min()) >= 0.0 and float(p.max()) <= 1.0
 
 
 def test_digits_task_defaults_to_the_interactive_steps(digits: tuple[Any, Any]) -> None:
-    from labkit.models.digits import DEFAULT_GUIDANCE, INTERACTIVE_STEPS
+    from labkit.models.digits import DEFAULT_GUIDANCE, INTERACTIVE_SAMPLER, INTERACTIVE_STEPS
 
     model, clf = digits
     task = DigitsTask(8, condition=None, model=model, classifier=clf)
-    assert (task.steps, task.guidance) == (INTERACTIVE_STEPS, DEFAULT_GUIDANCE)
+    assert (task.steps, task.sampler, task.guidance) == (
+        INTERACTIVE_STEPS,
+        INTERACTIVE_SAMPLER,
+        DEFAULT_GUIDANCE,
+    )
     assert DigitsTask(8, steps=10, model=model, classifier=clf).steps == 10
+    ddim = DigitsTask(8, condition=None, sampler="ddim", model=model, classifier=clf)
+    X = task.x0(3).unsqueeze(0)
+    assert not torch.equal(ddim.images(X), task.images(X))  # the sampler is really used
+    with pytest.raises(ValueError, match="sampler must be one of 'ddim', 'dpm\\+\\+2m'"):
+        DigitsTask(8, sampler="euler", model=model, classifier=clf)
 
 
 def _count_unet_rows(task: DigitsTask) -> tuple[list[int], Any]:
@@ -384,18 +395,39 @@ def test_digits_task_draws_only_latents_it_does_not_remember(digits: tuple[Any, 
     assert rows == [8] * task.steps + [6] * task.steps
     # A new round is one batched generate of exactly its rows ...
     null = torch.full((8,), NULL_CLASS)
-    ref = generate(task.model, renormalize_latents(X), null, steps=task.steps, guidance=1.0)
+    ref = generate(
+        task.model,
+        renormalize_latents(X),
+        null,
+        steps=task.steps,
+        guidance=1.0,
+        sampler=task.sampler,
+    )
     assert torch.equal(a, ref)
     # ... a remembered latent gives, bit for bit, the image first drawn for it ...
     assert torch.equal(b[0], a[3]) and torch.equal(b[4], a[5])
     torch.testing.assert_close(p, digits[1].probabilities(a[5:6])[:, 8])
     assert pngs[0] == task.render(X)[3]
     # ... and the new rows are those of a batch of the new latents alone, in row order.
-    fresh = generate(task.model, renormalize_latents(new), null[:6], steps=task.steps, guidance=1.0)
+    fresh = generate(
+        task.model,
+        renormalize_latents(new),
+        null[:6],
+        steps=task.steps,
+        guidance=1.0,
+        sampler=task.sampler,
+    )
     assert torch.equal(b[[1, 2, 3, 5, 6, 7]], fresh)
     # Drawn afresh in a batch of another size, a latent's image may differ in the last float bits
     # (CPU kernels block by batch size), never by more: the tolerance the module documents.
-    whole = generate(task.model, renormalize_latents(Y), null, steps=task.steps, guidance=1.0)
+    whole = generate(
+        task.model,
+        renormalize_latents(Y),
+        null,
+        steps=task.steps,
+        guidance=1.0,
+        sampler=task.sampler,
+    )
     torch.testing.assert_close(b, whole, atol=1e-5, rtol=0)
 
 
@@ -437,13 +469,14 @@ def test_digits_condition_and_renormalize(digits: tuple[Any, Any]) -> None:
     finally:
         hook.remove()
     assert rows == [3] * 4
-    ref = generate(unc.model, X, torch.full((3,), NULL_CLASS), steps=4, guidance=1.0)
+    how = {"steps": 4, "sampler": unc.sampler}
+    ref = generate(unc.model, X, torch.full((3,), NULL_CLASS), guidance=1.0, **how)
     torch.testing.assert_close(images, ref)
     # ... which is what guidance w = 0 computes with twice the work (up to float rounding).
-    w0 = generate(unc.model, X, torch.zeros(3, dtype=torch.int64), steps=4, guidance=0.0)
+    w0 = generate(unc.model, X, torch.zeros(3, dtype=torch.int64), guidance=0.0, **how)
     torch.testing.assert_close(images, w0, atol=1e-5, rtol=0)
     other = _digits_task(digits, 8, condition=1, renormalize=False)
-    ref1 = generate(other.model, X, torch.ones(3, dtype=torch.int64), steps=4)
+    ref1 = generate(other.model, X, torch.ones(3, dtype=torch.int64), **how)
     torch.testing.assert_close(other.images(X), ref1)
     on = _digits_task(digits, 8)
     torch.testing.assert_close(on.images(X), on.images(X / 1.5 * 0.7))
@@ -524,7 +557,14 @@ def test_digits_latents_plus_class(digits: tuple[Any, Any]) -> None:
     assert float((images[1] - plain.images(Z)[1]).abs().max()) > 0.05
     # ... exactly as e + s·δ in the class embedding, and the hook never outlives the call.
     offset = task.class_scale * moved[:, 256:]
-    ref = generate(model, renormalize_latents(Z), torch.full((3,), 3), steps=4, class_offset=offset)
+    ref = generate(
+        model,
+        renormalize_latents(Z),
+        torch.full((3,), 3),
+        steps=4,
+        sampler=task.sampler,
+        class_offset=offset,
+    )
     torch.testing.assert_close(images, ref)
     assert not model.unet.class_embedding._forward_hooks
     torch.testing.assert_close(plain.images(Z * 1.01), plain.images(Z))
