@@ -163,11 +163,16 @@ def voila_command(
         # Preheated kernels: the notebook has run before a visitor arrives, one kernel each.
         "--preheat_kernel=True",
         f"--pool_size={pool_size}",
+        # The spare kernel handed to a visitor is replaced only after _REFILL_DELAY_S: started at
+        # once (Voilà's 1 s), its set-up takes a core while the visitor's browser loads the page,
+        # and the arrival is slower by a second on two cores (docs/benchmarks.md).
+        f"--VoilaKernelManager.fill_delay={_REFILL_DELAY_S}",
         f"--LabkitVoila.max_kernels={max_kernels}",
         # A visitor sees "there was an error", never a traceback with paths in it.
         "--VoilaConfiguration.show_tracebacks=False",
         # The page skips front ends no app uses: plotly's alone is 4.8 MB of JavaScript that
-        # every visitor's browser fetched and parsed before the first round.
+        # every visitor's browser fetched and parsed before the first round; pygments colours
+        # code, and an app shows none.
         "--VoilaConfiguration.extension_denylist="
         + json.dumps(list(_UNUSED_EXTENSIONS), separators=(",", ":")),
         # Kernels of closed pages, and of open pages that sent nothing for `cull_after` seconds,
@@ -178,8 +183,13 @@ def voila_command(
     ]
 
 
+#: Seconds between a visitor taking the preheated kernel and the pool starting its replacement.
+#: Longer than a visitor's page takes to load and connect (2-3 s here), short enough that the
+#: next visitor rarely finds the pool empty.
+_REFILL_DELAY_S = 6
+
 #: Installed JupyterLab extensions an app's page does not load (see :func:`voila_command`).
-_UNUSED_EXTENSIONS = ("jupyterlab-plotly",)
+_UNUSED_EXTENSIONS = ("jupyterlab-plotly", "jupyterlab_pygments")
 
 
 def app_url(*, ip: str, port: int, base_url: str, token: str) -> str:

@@ -50,8 +50,10 @@ def test_voila_command_serves_on_loopback_with_preheated_capped_culled_kernels()
     assert _value(cmd, "--MappingKernelManager.cull_connected") == "True"
     assert not any("token" in c for c in cmd), "the token never goes on a command line"
     assert json.loads(_value(cmd, "--VoilaConfiguration.extension_denylist")) == [
-        "jupyterlab-plotly"
+        "jupyterlab-plotly",
+        "jupyterlab_pygments",
     ]
+    assert float(_value(cmd, "--VoilaKernelManager.fill_delay")) > 3  # after a page's load
 
 
 def test_the_link_has_the_token_and_the_prefix() -> None:
