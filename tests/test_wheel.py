@@ -35,7 +35,10 @@ def test_wheel_contains_the_bundle_the_weights_and_every_notebook(wheel: Path) -
     for needed in (
         "labkit/widgets/static/ranker.js",
         "labkit/widgets/static/ranker.css",
-        "labkit/models/digits.safetensors",
+        "labkit/models/digits_ddpm/unet/diffusion_pytorch_model.safetensors",
+        "labkit/models/digits_ddpm/unet/config.json",
+        "labkit/models/digits_ddpm/scheduler/scheduler_config.json",
+        "labkit/models/digits_ddpm/README.md",
     ):
         assert needed in names
     notebooks = {

@@ -1,7 +1,8 @@
 """The embedded default model: a small class-conditional DDPM of 16×16 handwritten digits.
 
-Weights (``digits.safetensors``) ship as package data; see ``MODEL_CARD.md`` beside this file and
-:mod:`labkit.models.digits` for the script that trained them.
+The model ships as package data, a folder in diffusers' layout (``digits_ddpm/``: ``unet/``,
+``scheduler/`` and the model card ``README.md``) that diffusers' ``from_pretrained`` loads too;
+see :mod:`labkit.models.digits` for the script that trained it.
 
 The names are resolved lazily, so ``import labkit.models`` stays cheap (torch is imported only
 when a name is first used; sampling needs torch and safetensors only, diffusers only training)

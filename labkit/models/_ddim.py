@@ -104,8 +104,8 @@ class DDIMStep:
 class DDIM:
     """The DDIM sampler of one noise schedule. Immutable, so one instance may serve many threads.
 
-    ``config`` holds keyword arguments of diffusers' ``DDIMScheduler`` (the ``scheduler_config``
-    of a weights file); see the module docstring for what is supported.
+    ``config`` holds keyword arguments of diffusers' ``DDIMScheduler`` (a model folder's
+    ``scheduler/scheduler_config.json``); see the module docstring for what is supported.
     """
 
     def __init__(self, config: Mapping[str, Any]) -> None:

@@ -4,7 +4,8 @@ Why a second sampler: at the 4–5 model passes a person's round can afford, DDI
 step leaves visible mush in the unconditional digits. DPM-Solver++ integrates the same
 deterministic probability-flow ODE as DDIM (η = 0), but its multistep form reuses the previous
 step's x̂₀ to cancel the leading error term, at no extra model pass. On the digits model it lifts
-the share of recognizable unconditional samples at 5 steps by about four points (MODEL_CARD.md).
+the share of recognizable unconditional samples at 5 steps by about four points (the model card,
+digits_ddpm/README.md).
 
 The ODE in half-log-SNR time. With α_t = √ᾱ_t, σ_t = √(1−ᾱ_t) and λ_t = log(α_t/σ_t), the exact
 solution from level s to level t (λ_t > λ_s, h = λ_t − λ_s) is

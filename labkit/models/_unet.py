@@ -18,9 +18,9 @@ forward pass, derived from the architecture's definition:
   input of each residual block.
 
 Every parameter has diffusers' name, so a state dict of ``UNet2DModel`` (the shipped
-``digits.safetensors``) loads with ``strict=True`` and the trainer keeps using diffusers.
+``digits_ddpm/unet/``) loads with ``strict=True`` and the trainer keeps using diffusers.
 
-Supported configurations (:class:`UNetConfig`, read from the weights file's metadata): any
+Supported configurations (:class:`UNetConfig`, read from the folder's ``unet/config.json``): any
 channel counts, depth and number of layers, with down blocks ``DownBlock2D``/``AttnDownBlock2D``,
 up blocks ``UpBlock2D``/``AttnUpBlock2D``, the ``UNetMidBlock2D`` middle with attention, a class
 embedding (``num_class_embeds``), positional time features (any ``flip_sin_to_cos`` and
@@ -95,8 +95,8 @@ def _names(key: str, value: Any, allowed: Sequence[str]) -> tuple[str, ...]:
 class UNetConfig:
     """The architecture of a :class:`UNet`, in diffusers ``UNet2DModel``'s terms.
 
-    Build it with :meth:`from_dict` from the ``unet_config`` stored in a weights file; the fields
-    are the supported keys, with diffusers' defaults.
+    Build it with :meth:`from_dict` from a model folder's ``unet/config.json``; the fields are
+    the supported keys, with diffusers' defaults.
     """
 
     sample_size: int | None = None
@@ -488,7 +488,7 @@ class UNet(nn.Module):
     """A class-conditional UNet that predicts, from a noisy image x_t, its timestep t and a class,
     the model's target (v for the digits model); inference only.
 
-    ``config`` is the dict stored in a weights file: keyword arguments of diffusers'
+    ``config`` is the dict of a model folder's ``unet/config.json``: keyword arguments of diffusers'
     ``UNet2DModel``, checked by :meth:`UNetConfig.from_dict` (which raises ValueError for what is
     not supported); the checked form is kept as ``config``. The parameters start from torch's
     default initialization and are meant to be overwritten from a state dict of a

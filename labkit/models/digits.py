@@ -30,7 +30,7 @@ code                      paper
 
 Training uses diffusers' ``UNet2DModel`` and ``DDIMScheduler`` (imported by :func:`train` only);
 loading and sampling use labkit's own torch-only forward pass of the same network
-(:mod:`labkit.models._unet`, same parameter names, so the same weights file) and DDIM step
+(:mod:`labkit.models._unet`, same parameter names, so the same weights) and DDIM step
 (:mod:`labkit.models._ddim`): importing diffusers costs seconds that an app's start-up should not
 pay for a network this small.
 
@@ -50,7 +50,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -97,8 +97,8 @@ IMAGE_SIZE = 16
 NUM_CLASSES = 10
 #: Label index of the "no class" embedding used for classifier-free guidance.
 NULL_CLASS = 10
-#: DDIM steps used by :func:`generate` unless told otherwise (see MODEL_CARD.md for the
-#: quality/time trade-off that picked it).
+#: DDIM steps used by :func:`generate` unless told otherwise (see the model card,
+#: digits_ddpm/README.md, for the quality/time trade-off that picked it).
 DEFAULT_STEPS = 10
 #: The samplers :func:`generate` offers.
 SAMPLERS = ("ddim", "dpm++2m")
@@ -106,14 +106,22 @@ Sampler = Literal["ddim", "dpm++2m"]
 #: Sampling steps for images a person waits for: the default of :class:`labkit.tasks.DigitsTask`,
 #: so of the digits app's rounds, with :data:`INTERACTIVE_SAMPLER`. 5 DPM-Solver++ steps draw a
 #: round of 8 unconditional images in about 0.17 s of one core (half the UNet passes of 10) and
-#: beat 10 DDIM steps on the classifier's figures (MODEL_CARD.md, "Quality and speed").
+#: beat 10 DDIM steps on the classifier's figures (the model card, "Quality and speed").
 INTERACTIVE_STEPS = 5
 #: The sampler for images a person waits for (see :data:`INTERACTIVE_STEPS`).
 INTERACTIVE_SAMPLER: Sampler = "dpm++2m"
 #: Guidance scale w used by :func:`generate` unless told otherwise; 1.0 means plain conditional.
 DEFAULT_GUIDANCE = 1.5
 
-_WEIGHTS_FILE = "digits.safetensors"
+#: The shipped model: a folder in diffusers' layout inside the package (``unet/``,
+#: ``scheduler/``, the model card as ``README.md``), which ``UNet2DModel.from_pretrained(path,
+#: subfolder="unet")`` and ``DDIMScheduler.from_pretrained(path, subfolder="scheduler")`` load.
+MODEL_DIR = "digits_ddpm"
+_UNET_CONFIG = ("unet", "config.json")
+_UNET_WEIGHTS = ("unet", "diffusion_pytorch_model.safetensors")
+_SCHEDULER_CONFIG = ("scheduler", "scheduler_config.json")
+#: How the weights were made (train()'s record): labkit's, beside diffusers' files.
+_TRAINING_RECORD = "training.json"
 #: Fraction of the digits kept away from the generator, and the seed of that split. Both are
 #: constants on purpose: the classifier and the generator must agree on which images are held out.
 _HELD_OUT_FRACTION = 0.3
@@ -201,7 +209,7 @@ class DigitsModel:
     parameters of a diffusers ``UNet2DModel``) is in eval mode; its device and dtype are the
     model's (:attr:`device`, :attr:`dtype`). ``scheduler_config`` (DDIMScheduler's arguments) is
     checked on construction and gives the DDIM sampler of :meth:`scheduler`. ``info`` holds the
-    training record stored in the weights file (steps, seed, final loss, ...).
+    training record stored beside the weights (training.json) (steps, seed, final loss, ...).
     """
 
     unet: UNet
@@ -234,47 +242,77 @@ def load_digits_model(
     *,
     weights: str | Path | None = None,
 ) -> DigitsModel:
-    """Load the generator shipped with labkit (or the file ``weights``) and return it in eval mode.
+    """Load the generator shipped with labkit (or the folder ``weights``), in eval mode.
+
+    The model is a folder in diffusers' layout (:data:`MODEL_DIR`; :func:`train` writes one):
+    ``unet/config.json`` and ``unet/diffusion_pytorch_model.safetensors`` (a ``UNet2DModel``),
+    ``scheduler/scheduler_config.json`` (a ``DDIMScheduler``) and ``training.json`` (how it was
+    trained; optional). diffusers users load the same folder with ``from_pretrained``; labkit
+    reads it with torch and safetensors only, because importing diffusers costs seconds of an
+    app's start-up. An architecture or schedule that labkit's UNet or samplers do not implement
+    raises ValueError naming the setting.
 
     ``device`` defaults to the CPU and ``dtype`` to float32 (the weights are stored in float16 to
-    keep the package small and widened on load). Nothing is downloaded: the file is package data
-    read through :mod:`importlib.resources`, and its architecture and schedule are read from the
-    file's own metadata, so a file written by :func:`train` loads without extra configuration.
-    Loading needs torch and safetensors only, not diffusers; an architecture or schedule that
-    labkit's UNet or DDIM does not implement raises ValueError naming the setting.
+    keep the package small and widened on load). Nothing is downloaded: the folder is package
+    data read through :mod:`importlib.resources`.
     """
-    from safetensors import safe_open
-
     resolve_device(device if device is not None else "cpu")  # before reading any file
     target_dtype = dtype if dtype is not None else torch.float32
     if not target_dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype; got {target_dtype}")
-    # The packaged file is reached through importlib.resources; as_file hands out a real path
-    # (extracting to a temporary file only if the package lives in a zip).
-    packaged = resources.files("labkit.models").joinpath(_WEIGHTS_FILE)
-    with resources.as_file(packaged) as default_path:
-        path = Path(weights) if weights is not None else default_path
-        if not path.is_file():
-            raise ValueError(
-                f"no weights file at {str(path)!r}; "
-                "train one with `python -m labkit.models.digits train`"
-            )
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    try:
-        unet_config = json.loads(meta["unet_config"])
-        scheduler_config = json.loads(meta["scheduler_config"])
-        info = json.loads(meta.get("info", "{}"))
-    except KeyError as err:
-        raise ValueError(
-            f"{str(path)!r} lacks the metadata entry {err}; was it written by train()?"
-        ) from None
+    # The packaged folder is reached through importlib.resources; as_file hands out a real path
+    # (extracting to a temporary folder only if the package lives in a zip).
+    packaged = resources.files("labkit.models").joinpath(MODEL_DIR)
+    with resources.as_file(packaged) as default_dir:
+        folder = Path(weights) if weights is not None else default_dir
+        unet_config, scheduler_config, state, info = _read_model_folder(folder)
     unet = UNet(unet_config)
     unet.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
     dev = resolve_device(device if device is not None else "cpu")
     unet.to(dev, target_dtype).eval().requires_grad_(False)
     return DigitsModel(unet=unet, scheduler_config=scheduler_config, info=info)
+
+
+def _read_model_folder(
+    folder: Path,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """The UNet config, scheduler config, weights and training record of a model folder."""
+    from safetensors.torch import load_file
+
+    if not folder.is_dir():
+        what = "a file" if folder.is_file() else "nothing"
+        raise ValueError(
+            f"weights must be a model folder in diffusers' layout (unet/, scheduler/); "
+            f"{str(folder)!r} is {what}. Train one with `python -m labkit.models.digits train`"
+        )
+    paths = [folder.joinpath(*parts) for parts in (_UNET_CONFIG, _UNET_WEIGHTS, _SCHEDULER_CONFIG)]
+    missing = [str(p.relative_to(folder)) for p in paths if not p.is_file()]
+    if missing:
+        raise ValueError(f"the model folder {str(folder)!r} lacks {', '.join(missing)}")
+    try:
+        unet_config = json.loads(paths[0].read_text())
+        scheduler_config = json.loads(paths[2].read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"a config file in {str(folder)!r} is not JSON: {err}") from None
+    record = folder / _TRAINING_RECORD
+    info = json.loads(record.read_text()) if record.is_file() else {}
+    return unet_config, scheduler_config, load_file(str(paths[1])), info
+
+
+def _write_model_folder(folder: Path, unet: Any, scheduler: Any, info: Mapping[str, Any]) -> None:
+    """Write ``unet`` (a diffusers ``UNet2DModel``, in float16) and ``scheduler`` to ``folder``.
+
+    diffusers' own ``save_pretrained`` writes both, so the folder is exactly what its
+    ``from_pretrained`` reads; the training record goes beside them. Everything is made
+    world-readable (safetensors writes owner-only files; package data must be readable).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    # float16 weights: half the bytes; the loss change is far below its noise.
+    unet.to(torch.float16).save_pretrained(str(folder / _UNET_CONFIG[0]))
+    scheduler.save_pretrained(str(folder / _SCHEDULER_CONFIG[0]))
+    (folder / _TRAINING_RECORD).write_text(json.dumps(dict(info), indent=2) + "\n")
+    for parts in (_UNET_CONFIG, _UNET_WEIGHTS, _SCHEDULER_CONFIG, (_TRAINING_RECORD,)):
+        folder.joinpath(*parts).chmod(0o644)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,7 +530,7 @@ class DigitClassifier:
     The generator never saw the held-out part, so this classifier judges the generator's samples
     independently of what the generator learnt. Fitting (scikit-learn's L-BFGS, deterministic)
     takes well under a second; nothing is stored. Its accuracy on the generator's *training*
-    images, which it never saw, is about 0.95 (see MODEL_CARD.md).
+    images, which it never saw, is about 0.95 (see the model card)
 
     The fitted weights are kept as torch tensors so :meth:`probabilities` runs on the images'
     device without leaving torch. The fit happens on first use, once.
@@ -628,7 +666,6 @@ def train(
     # for, and its scheduler the noise schedule; both are slow to import, so only here.
     from diffusers.models.unets.unet_2d import UNet2DModel
     from diffusers.schedulers.scheduling_ddim import DDIMScheduler
-    from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -637,7 +674,7 @@ def train(
         raise ValueError(f"p_uncond must lie in [0, 1); got {p_uncond!r}")
     if not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"ema_decay must lie in [0, 1); got {ema_decay!r}")
-    path = Path(out) if out is not None else Path(__file__).with_name(_WEIGHTS_FILE)
+    path = Path(out) if out is not None else Path(__file__).with_name(MODEL_DIR)
     if threads is not None:
         torch.set_num_threads(threads)
 
@@ -691,8 +728,7 @@ def train(
     final_loss = sum(recent) / len(recent)
     held = _held_out_loss(ema, scheduler, seed=seed)
 
-    # 4. save: float16 weights (half the bytes; the loss change is far below its noise) and the
-    # configuration and training record as metadata, so the file describes itself.
+    # 4. save: the folder diffusers' from_pretrained reads, and the record of this run.
     info: dict[str, Any] = {
         "steps": steps,
         "seed": seed,
@@ -707,20 +743,12 @@ def train(
         "held_out_loss_ema": round(held, 5),
         "torch": torch.__version__,
     }
-    meta = {
-        "unet_config": json.dumps(unet_config),
-        "scheduler_config": json.dumps(scheduler_config),
-        "info": json.dumps(info),
-    }
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in ema.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=meta)
-    path.chmod(0o644)  # safetensors writes owner-only files; package data must be world-readable
+    _write_model_folder(path, ema, scheduler, info)
     return info
 
 
 # ---------------------------------------------------------------------------------------------
-# Evaluation (figures for MODEL_CARD.md)
+# Evaluation (figures for the model card, digits_ddpm/README.md)
 # ---------------------------------------------------------------------------------------------
 
 

@@ -407,7 +407,8 @@ class DigitsTask(_LatentTask):
             class only, as if it had never been told a digit (``guidance`` is then not used).
         steps: sampling steps (one model evaluation each); default
             :data:`~labkit.models.digits.INTERACTIVE_STEPS` (5), picked for rounds a person waits
-            for (MODEL_CARD.md: better classifier figures than 10 DDIM steps at half the work).
+            for (the model card, labkit/models/digits_ddpm/README.md: better classifier figures
+            than 10 DDIM steps at half the work).
         sampler: ``"dpm++2m"`` (default, :data:`~labkit.models.digits.INTERACTIVE_SAMPLER`) or
             ``"ddim"`` (η = 0); see :func:`labkit.models.digits.generate`.
         guidance: classifier-free guidance scale w (see :func:`labkit.models.digits.generate`).

@@ -67,10 +67,14 @@ def _latents(n: int, seed: int) -> torch.Tensor:
 
 
 def test_weights_ship_as_small_package_data() -> None:
-    ref = resources.files("labkit.models").joinpath("digits.safetensors")
+    folder = resources.files("labkit.models").joinpath("digits_ddpm")
+    ref = folder.joinpath("unet", "diffusion_pytorch_model.safetensors")
     assert ref.is_file()
     size = len(ref.read_bytes())
     assert 100_000 < size < 5_000_000, f"weights file is {size} bytes"
+    # The model card, with the front matter the Hugging Face Hub reads.
+    card = folder.joinpath("README.md").read_text()
+    assert card.startswith("---\n") and "library_name: diffusers" in card.split("---")[1]
 
 
 def test_load_works_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,8 +103,8 @@ def test_load_in_float64_and_refuse_integer_dtype() -> None:
 
 
 def test_load_refuses_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no weights file"):
-        load_digits_model(weights=tmp_path / "absent.safetensors")
+    with pytest.raises(ValueError, match=r"must be a model folder .* is nothing\. Train one"):
+        load_digits_model(weights=tmp_path / "absent")
 
 
 # --- sampling -------------------------------------------------------------------------------
@@ -193,7 +197,7 @@ def test_samples_are_recognized_as_their_class(
 
     At ``generate``'s defaults and at the steps of the rounds a person waits for (DigitsTask's
     default), with the default guidance. The shipped weights reach 100/100 with this seed at both
-    (see MODEL_CARD.md); 90% leaves room for another BLAS, not for a broken model (chance is 10%).
+    (see the model card); 90% leaves room for another BLAS, not for a broken model (chance is 10%).
     """
     labels = torch.arange(NUM_CLASSES).repeat_interleave(10)
     sampler = INTERACTIVE_SAMPLER if steps == INTERACTIVE_STEPS else "ddim"
@@ -216,7 +220,7 @@ def test_unconditional_samples_at_the_app_settings_look_like_digits(
     """The digits app samples unconditionally (the null class) at INTERACTIVE_STEPS.
 
     Share of samples the classifier gives some digit with p >= 0.5: 0.83 on these 200 latents
-    (0.86 at 10 steps; 0.85 at both on 500, MODEL_CARD.md); real digits score 0.96, so the gap is
+    (0.86 at 10 steps; 0.85 at both on 500, the model card); real digits score 0.96, so the gap is
     the unconditional model's, not the step count's. The floor catches a broken sampler; every
     digit must appear.
     """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ import torch
 from labkit.models._unet import UNet
 from labkit.models.digits import (
     IMAGE_SIZE,
+    MODEL_DIR,
     NULL_CLASS,
     DigitsModel,
     generate,
@@ -42,31 +44,18 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def _shipped() -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """The packaged weights file's metadata and its state dict, widened to float32."""
-    from safetensors import safe_open
-
-    with resources.as_file(resources.files("labkit.models") / "digits.safetensors") as path:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k).to(torch.float32) for k in f.keys()}
-    return meta, state
+def _shipped_folder() -> Any:
+    return resources.as_file(resources.files("labkit.models") / MODEL_DIR)
 
 
 @pytest.fixture(scope="module")
-def shipped() -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    return _shipped()
-
-
-@pytest.fixture(scope="module")
-def reference(shipped: tuple[dict[str, str], dict[str, torch.Tensor]]) -> Any:
-    """diffusers' UNet2DModel with the shipped weights, in eval mode."""
+def reference() -> Any:
+    """diffusers' UNet2DModel loaded from the shipped folder the usual way, in eval mode."""
     from diffusers.models.unets.unet_2d import UNet2DModel
 
-    meta, state = shipped
-    unet = UNet2DModel(**json.loads(meta["unet_config"]))
-    unet.load_state_dict(state, strict=True)
-    return unet.eval().requires_grad_(False)
+    with _shipped_folder() as folder:
+        unet = UNet2DModel.from_pretrained(str(folder), subfolder="unet")
+    return unet.to(torch.float32).eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +74,7 @@ def test_same_parameter_names_and_shapes_as_diffusers(model: DigitsModel, refere
     ours = {k: tuple(v.shape) for k, v in model.unet.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     assert ours == theirs
-    assert sum(p.numel() for p in model.unet.parameters()) == 1_114_209  # MODEL_CARD.md
+    assert sum(p.numel() for p in model.unet.parameters()) == 1_114_209  # the model card
 
 
 @pytest.mark.parametrize("batch", [1, 3, 16])
@@ -165,21 +154,48 @@ def test_an_unsupported_configuration_names_its_key(change: dict[str, Any], key:
         UNet({**_unet_config(), **change})
 
 
-def test_loading_a_file_with_an_unsupported_setting_names_it(
-    tmp_path: Path, shipped: tuple[dict[str, str], dict[str, torch.Tensor]]
-) -> None:
-    from safetensors.torch import save_file
-
-    meta, state = shipped
-    bad_unet = {**json.loads(meta["unet_config"]), "act_fn": "gelu"}
-    path = tmp_path / "gelu.safetensors"
-    save_file(state, str(path), metadata={**meta, "unet_config": json.dumps(bad_unet)})
+def test_loading_a_folder_with_an_unsupported_setting_names_it(tmp_path: Path) -> None:
+    with _shipped_folder() as folder:
+        shutil.copytree(folder, tmp_path / "m")
+    config = tmp_path / "m" / "unet" / "config.json"
+    good = config.read_text()
+    config.write_text(json.dumps({**json.loads(good), "act_fn": "gelu"}))
     with pytest.raises(ValueError, match="'act_fn'='gelu'"):
-        load_digits_model(weights=path)
-    bad_schedule = {**json.loads(meta["scheduler_config"]), "prediction_type": "epsilon"}
-    save_file(state, str(path), metadata={**meta, "scheduler_config": json.dumps(bad_schedule)})
+        load_digits_model(weights=tmp_path / "m")
+    config.write_text(good)
+    schedule = tmp_path / "m" / "scheduler" / "scheduler_config.json"
+    schedule.write_text(
+        json.dumps({**json.loads(schedule.read_text()), "prediction_type": "epsilon"})
+    )
     with pytest.raises(ValueError, match="'prediction_type'='epsilon'"):
-        load_digits_model(weights=path)
+        load_digits_model(weights=tmp_path / "m")
+
+
+def test_loading_something_else_than_a_model_folder_says_what_is_wrong(tmp_path: Path) -> None:
+    with _shipped_folder() as folder:
+        weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+        with pytest.raises(ValueError, match=r"must be a model folder .* is a file"):
+            load_digits_model(weights=weights)
+        shutil.copytree(folder, tmp_path / "m")
+    (tmp_path / "m" / "scheduler" / "scheduler_config.json").unlink()
+    with pytest.raises(ValueError, match=r"lacks scheduler/scheduler_config\.json"):
+        load_digits_model(weights=tmp_path / "m")
+    with pytest.raises(ValueError, match="is nothing"):
+        load_digits_model(weights=tmp_path / "absent")
+
+
+def test_the_folder_loads_in_diffusers_as_a_scheduler_of_either_kind() -> None:
+    """DDIMScheduler.from_pretrained reads labkit's schedule; DPM-Solver++ takes it over."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    with _shipped_folder() as folder:
+        ddim = DDIMScheduler.from_pretrained(str(folder), subfolder="scheduler")
+    model = load_digits_model()
+    for key, value in model.scheduler_config.items():
+        assert ddim.config[key] == value, key
+    dpm = DPMSolverMultistepScheduler.from_config(ddim.config)
+    assert dpm.config.prediction_type == "v_prediction"
+    assert dpm.config.timestep_spacing == "trailing"
 
 
 # --- sampling -----------------------------------------------------------------------------------
@@ -212,6 +228,30 @@ def _reference_generate(
                 v = v_null + guidance * (v_cond - v_null)
             x = scheduler.step(v, t, x, eta=eta, generator=generator).prev_sample
     return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+@pytest.mark.parametrize("steps", [3, 5, 8])
+def test_dpm_solver_matches_diffusers_on_the_shipped_model(
+    model: DigitsModel, reference: Any, steps: int
+) -> None:
+    """generate(sampler="dpm++2m") is diffusers' DPM-Solver++(2M) loop on the same folder."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    with _shipped_folder() as folder:
+        config = DDIMScheduler.from_pretrained(str(folder), subfolder="scheduler").config
+    scheduler = DPMSolverMultistepScheduler.from_config(
+        config, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero"
+    )
+    scheduler.set_timesteps(steps)
+    latents = _randn(5, 1, IMAGE_SIZE, IMAGE_SIZE, seed=steps)
+    labels = torch.tensor([1, 4, NULL_CLASS, 8, NULL_CLASS])
+    x = latents
+    with torch.inference_mode():
+        for t in scheduler.timesteps:
+            x = scheduler.step(reference(x, t, class_labels=labels).sample, t, x).prev_sample
+    theirs = ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+    ours = generate(model, latents, labels, steps=steps, guidance=1.0, sampler="dpm++2m")
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("steps", [4, 10])
