@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names below are, for type checkers and editors
+    from labkit.dataset import to_dataset
     from labkit.defaults import make_optimizer
     from labkit.optim import CMAES, OptimizeResult, RankOptimizer, ZORankSGD, optimize
     from labkit.oracles import NoisyJudge, ScoreJudge, TopKJudge, ranking_from_values
@@ -46,6 +47,7 @@ __all__ = [
     "make_optimizer",
     "optimize",
     "ranking_from_values",
+    "to_dataset",
     "validate_ranking",
 ]
 
@@ -65,6 +67,7 @@ _LAZY = {
     "validate_ranking": "labkit.ranking",
     "Session": "labkit.session",
     "RoundLog": "labkit.store",
+    "to_dataset": "labkit.dataset",
     "FunctionTask": "labkit.tasks.functions",
     "ControlTask": "labkit.tasks.control",
     "DigitsTask": "labkit.tasks.diffusion",
