@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 # bench name -> (module, help). Each module has `main(argv) -> int` with its own argument parser,
 # so `labkit bench NAME --help` shows that module's options without importing it for `labkit -h`.
@@ -39,6 +40,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "train-digits",
             "retrain the embedded digits diffusion model (seeded, ~20 min on 2 cores)",
         ),
+        ("export", "write a round log's rankings as a preference dataset (Parquet, JSONL, HF)"),
     ):
         sub.add_parser(name, help=help_text, add_help=False)
 
@@ -63,6 +65,8 @@ def _dispatch(argv: list[str]) -> tuple[str, str, list[str], str] | None:
     """
     if argv and argv[0] in ("app", "lab"):
         return "labkit.app", f"main_{argv[0]}", argv[1:], f"labkit {argv[0]}"
+    if argv and argv[0] == "export":
+        return "labkit.cli", "_export", argv[1:], "labkit export"
     if argv and argv[0] == "train-digits":
         return "labkit.cli", "_train_digits", argv[1:], "labkit train-digits"
     if len(argv) >= 2 and argv[0] == "bench" and argv[1] in _BENCHES:
@@ -74,6 +78,71 @@ def _train_digits(argv: list[str], *, prog: str) -> int:
     from labkit.models.digits import main as digits_main
 
     return int(digits_main(["train", *argv]) or 0)
+
+
+def _export(argv: list[str], *, prog: str) -> int:
+    """`labkit export DB --out PATH`: the live rounds of a round log as a preference dataset."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Write the live (not undone) rounds of a round log as a preference dataset: pairs "
+            "(chosen/rejected), one ranking per round, or rounds grouped by rater. No images: "
+            "rendering needs the task, so use labkit.dataset.to_dataset(..., render=task.render)."
+        ),
+    )
+    parser.add_argument("db", metavar="DB", help="the round log: a file, or a postgresql:// URL")
+    parser.add_argument(
+        "--out", required=True, metavar="PATH", help="the file (or folder) to write"
+    )
+    parser.add_argument("--shape", choices=("pairwise", "ranking", "rater"), default="pairwise")
+    parser.add_argument(
+        "--format",
+        choices=("parquet", "jsonl", "hf"),
+        default=None,
+        help="default: from the suffix of --out (.parquet or .jsonl); hf is a save_to_disk folder",
+    )
+    parser.add_argument(
+        "--session",
+        dest="sessions",
+        action="extend",
+        nargs="+",
+        metavar="ID",
+        help="only these sessions (default: all)",
+    )
+    args = parser.parse_args(argv)
+    if args.format is None and Path(args.out).suffix not in (".parquet", ".jsonl"):
+        parser.error(f"cannot tell the format from --out {args.out!r}: give --format")
+
+    db: str = args.db
+    if not db.startswith(("postgresql://", "postgres://")) and not Path(db).expanduser().is_file():
+        # RoundLog would create an empty log there: say what is missing instead.
+        parser.error(f"no round log at {db!r}")
+    try:
+        import datasets
+    except ImportError:
+        parser.error(
+            "exporting needs the Hugging Face `datasets` package: pip install 'labkit[export]'"
+        )
+    datasets.disable_progress_bars()  # the command prints one line when it is done
+    from labkit.dataset import to_dataset, write_dataset
+    from labkit.store import RoundLog
+
+    try:
+        log = RoundLog(db)
+    except ValueError as err:  # not a labkit round log, a newer schema...
+        parser.error(str(err))
+    with log:
+        known = log.sessions()
+        unknown = [sid for sid in args.sessions or () if sid not in known]
+        if unknown:
+            parser.error(f"no session {', '.join(unknown)} in {db!r} (it has {len(known)})")
+        dataset = to_dataset(log, sessions=args.sessions, shape=args.shape)
+    if len(dataset) == 0:
+        which = "the sessions asked for have" if args.sessions else "it has"
+        parser.error(f"nothing to export from {db!r}: {which} no live rounds")
+    out = write_dataset(dataset, args.out, format=args.format)
+    print(f"wrote {len(dataset)} {args.shape} rows to {out}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import torch
 datasets = pytest.importorskip("datasets")
 from scipy.stats import kendalltau  # noqa: E402
 
+from labkit import cli  # noqa: E402
 from labkit.dataset import to_dataset, write_dataset  # noqa: E402
 from labkit.optim.zo_ranksgd import ZORankSGD  # noqa: E402
 from labkit.oracles import TopKJudge  # noqa: E402
@@ -272,3 +273,50 @@ def test_replay_refuses_an_optimizer_that_is_not_the_sessions(tmp_path: Path) ->
         to_dataset(s.log, images="stored", render=lambda X: task.render(X)[:1])
     with pytest.raises(ValueError, match="encoded images"):
         to_dataset(s.log, images="stored", render=lambda X: [b"GIF"] * len(X))
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_export_writes_each_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log, _, b = _hand_made(tmp_path / "log.sqlite")
+    log.close()
+    db = str(tmp_path / "log.sqlite")
+    assert cli.main(["export", db, "--out", str(tmp_path / "p.parquet")]) == 0
+    assert f"wrote {len(PAIRS_A) + 1} pairwise rows" in capsys.readouterr().out
+    cache = str(tmp_path / "cache")
+    pairs = datasets.Dataset.from_parquet(str(tmp_path / "p.parquet"), cache_dir=cache)
+    assert len(pairs) == len(PAIRS_A) + 1
+
+    out = tmp_path / "r.jsonl"
+    assert cli.main(["export", db, "--out", str(out), "--shape", "ranking", "--session", b]) == 0
+    assert [json.loads(line)["ranking"] for line in out.read_text().splitlines()] == [[1, 0]]
+
+    out = tmp_path / "raters"
+    assert cli.main(["export", db, "--out", str(out), "--shape", "rater", "--format", "hf"]) == 0
+    assert datasets.load_from_disk(str(out))["rater"] == ["ada", None]
+
+
+def test_cli_export_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def error(*argv: str) -> str:
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["export", *argv])
+        assert exc.value.code == 2
+        return capsys.readouterr().err
+
+    missing = tmp_path / "missing.sqlite"
+    assert "no round log at" in error(str(missing), "--out", str(tmp_path / "p.parquet"))
+    assert not missing.exists()  # not created just to say it is empty
+    _hand_made(tmp_path / "log.sqlite")[0].close()
+    db = str(tmp_path / "log.sqlite")
+    assert "no session nope in" in error(
+        db, "--out", str(tmp_path / "p.jsonl"), "--session", "nope"
+    )
+    assert "cannot tell the format" in error(db, "--out", str(tmp_path / "p"))
+    empty = RoundLog(tmp_path / "empty.sqlite")
+    empty.new_session()
+    err = error(str(empty.path), "--out", str(tmp_path / "p.jsonl"))
+    assert "nothing to export" in err and "no live rounds" in err
+    (tmp_path / "notes.txt").write_text("not a log")
+    assert "is not a labkit round log" in error(str(tmp_path / "notes.txt"), "--out", "x.jsonl")
+    assert not (tmp_path / "p.jsonl").exists()
