@@ -1,7 +1,8 @@
-"""The append-only round log: one SQLite row per round, written before the optimizer is told.
+"""The append-only round log: one row per round, written before the optimizer is told.
 
 ```
 log = RoundLog("runs.labkit")                    # creates the schema, or opens an existing log
+# or RoundLog("postgresql://ada@db.lab/labkit")  # one log shared by several servers
 sid = log.new_session(meta={"optimizer": "ZORankSGD", "seed": 0})
 X = opt.ask()
 row = log.append(sid, round=0, ranking=r, m=X.shape[0], rater="ada", seed=round_seed)
@@ -12,19 +13,29 @@ log.mark_undone(sid, 0)                          # undo never deletes; the row s
 ```
 
 The log is the truth: a session resumes by replaying it into a fresh optimizer. So a ranking that
-a person submitted must never be lost, and nothing is ever deleted:
+a person submitted must never be lost, and nothing is ever deleted. It lives in an SQLite file
+(the embedded default: no server) or, given a ``postgresql://`` URL, in a PostgreSQL database that
+several app servers share. Both keep every promise below with the same schema and the same
+checks; what differs (column types, locking, durability settings, connections) is written once
+in a small back-end object, ``_SQLite`` here and :class:`labkit._store_pg.Postgres`, whose module
+docstring says how PostgreSQL keeps each promise. The points below describe SQLite where the two
+differ.
 
 * **Append-only.** Rows are only inserted. Undo sets a flag (and its time) on the row; replay
   skips flagged rows. A round number can therefore occur several times in a session — at most
   once *live* (not undone), which a partial unique index on ``(session_id, round) WHERE undone = 0``
-  enforces inside SQLite, so even two processes racing for the same round cannot both win. Each
-  row also gets ``seq``, an ``INTEGER PRIMARY KEY AUTOINCREMENT``: strictly increasing in append
-  order across the whole file and never reused, so the redo of an undone round is a distinct row.
+  enforces inside the database, so even two processes racing for the same round cannot both win;
+  the loser's append raises ``ValueError`` ("already has a live round"). Each row also gets
+  ``seq``, an ``INTEGER PRIMARY KEY AUTOINCREMENT``: strictly increasing in append order across
+  the whole file and never reused, so the redo of an undone round is a distinct row. (In
+  PostgreSQL an identity column: increasing in append order within a session.)
 
 * **Durable before the optimizer hears of it.** :meth:`RoundLog.append` returns only after its
   transaction has committed, and returns the :class:`Round` it wrote; when it raises, nothing
   was written. So its outcome alone says whether a ranking was taken: a caller never reads the
-  file back to find out. The file is in WAL mode with ``synchronous=FULL``:
+  file back to find out. (One exception in PostgreSQL: a connection lost during COMMIT leaves the
+  client unsure, and reading the session back tells.) The file is in WAL mode with
+  ``synchronous=FULL``:
 
   - In WAL mode a commit appends the transaction's pages to the ``-wal`` file with ``write()``.
     Once ``write()`` has returned the bytes belong to the operating system's page cache, which
@@ -37,14 +48,20 @@ a person submitted must never be lost, and nothing is ever deleted:
     append: measured on the development VM, 0.40 ms per append with FULL against 0.07 ms with
     NORMAL (300 small appends); a slow disk may take ~10 ms. A person needs seconds per round, so
     "no submitted ranking is ever lost" is worth it and the log uses ``FULL``.
+  - In PostgreSQL the log's connection sets ``synchronous_commit = on``: COMMIT returns after the
+    server has flushed the transaction's WAL to its disk.
 
 * **Several writers.** Sessions share a file under different ids, and two processes may append at
   once. Every write is a ``BEGIN IMMEDIATE`` transaction (it takes the write lock up front, so a
   read-then-write check such as "this round is not taken yet" cannot interleave with another
   writer), and the connection waits up to ``busy_timeout`` seconds for the lock instead of failing.
+  In PostgreSQL a write that checks first takes an advisory lock of its session instead, so only
+  writers of the same session wait for each other.
 
 * **Private.** A new log file is created with mode 0600 (owner only); SQLite creates its
-  ``-wal`` and ``-shm`` files with the same mode. An existing file keeps the mode it has.
+  ``-wal`` and ``-shm`` files with the same mode. An existing file keeps the mode it has. A
+  PostgreSQL log is as private as the database's roles make it; the password in its URL is used
+  to connect and nowhere else (:func:`redact_url` names the log in ``repr`` and messages).
 
 * **Threads.** One connection per :class:`RoundLog`, opened with ``check_same_thread=False`` and
   guarded by a lock, because widget callbacks may arrive on another thread than the kernel's.
@@ -61,6 +78,7 @@ a person submitted must never be lost, and nothing is ever deleted:
   what every version 1 round was, and the version is set to 2), so its rounds read and replay
   as before; a labkit that only knows version 1 then refuses the file rather than replay it
   without its ties. A file of a newer version than this labkit knows is refused, not guessed at.
+  (The same holds for a PostgreSQL schema.)
 
 Candidates (optional; the round seed normally suffices to regenerate them) are stored as
 safetensors bytes, which keep dtype and shape exactly; they come back as CPU tensors.
@@ -83,16 +101,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from labkit._log_target import URL_RE, is_database_url, redact_url
 from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ANSWERS", "SCHEMA_VERSION", "Round", "RoundLog", "SessionRecord"]
+__all__ = [
+    "ANSWERS",
+    "SCHEMA_VERSION",
+    "Round",
+    "RoundLog",
+    "SessionRecord",
+    "is_database_url",
+    "redact_url",
+]
 
 #: Version of the table layout below. A log written by a newer labkit is refused, not guessed at.
 #: 1: the first layout. 2: ``rounds.ties`` and ``rounds.answer`` (a version 1 file is migrated).
@@ -109,30 +136,33 @@ _FORMAT_NAME = "labkit.round_log"
 #: the ASCII bytes "LBKT". Lets ``file(1)``-like tools and our own check tell the file apart.
 _APPLICATION_ID = 0x4C424B54
 
-# One statement per entry (sqlite3's executescript would COMMIT first, escaping our transaction).
+# The layout, written once for both back ends: the few column types that differ between SQLite and
+# PostgreSQL are filled in from the back end's ``types`` (see _SQLite.types and
+# labkit._store_pg.Postgres.types). One statement per entry (sqlite3's executescript would COMMIT
+# first, escaping our transaction).
 _SCHEMA: tuple[str, ...] = (
     """CREATE TABLE labkit_meta (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     )""",
     """CREATE TABLE sessions (
-        session_id    TEXT PRIMARY KEY,
+        {rowid}session_id    TEXT PRIMARY KEY,
         created_utc   TEXT NOT NULL,
-        created_epoch REAL NOT NULL,
+        created_epoch {real} NOT NULL,
         meta          TEXT NOT NULL              -- JSON object
     )""",
     """CREATE TABLE rounds (
-        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq              {seq},
         session_id       TEXT NOT NULL REFERENCES sessions(session_id),
-        round            INTEGER NOT NULL CHECK (round >= 0),
+        round            {int} NOT NULL CHECK (round >= 0),
         time_utc         TEXT NOT NULL,
-        time_epoch       REAL NOT NULL,
+        time_epoch       {real} NOT NULL,
         rater            TEXT,
         seed             TEXT,                   -- decimal: torch seeds reach 2**64 - 1
         kind             TEXT NOT NULL,
-        m                INTEGER NOT NULL CHECK (m >= 1),
+        m                {int} NOT NULL CHECK (m >= 1),
         ranking          TEXT NOT NULL,          -- JSON list of row indices, best first
-        candidates       BLOB,                   -- safetensors bytes, tensor "candidates"
+        candidates       {blob},                   -- safetensors bytes, tensor "candidates"
         candidates_dtype TEXT,
         candidates_shape TEXT,                   -- JSON list
         undone           INTEGER NOT NULL DEFAULT 0 CHECK (undone IN (0, 1)),
@@ -146,6 +176,9 @@ _SCHEMA: tuple[str, ...] = (
     "CREATE UNIQUE INDEX rounds_live_round ON rounds(session_id, round) WHERE undone = 0",
     "CREATE INDEX rounds_session_seq ON rounds(session_id, seq)",
 )
+
+#: The name of the partial unique index above: a back end reports a row it refused by name.
+_LIVE_ROUND_INDEX = "rounds_live_round"
 
 # Version 1 -> 2: the same two columns as in _SCHEMA, added to an existing rounds table. Every
 # version 1 round was a plain ranking without ties, which is what the defaults say.
@@ -333,85 +366,245 @@ def _row_to_round(row: Sequence[Any], blob: bytes | None) -> Round:
     )
 
 
+# -- where the rows go -------------------------------------------------------------------------
+
+
+class _Cursor(Protocol):
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class _Unreadable(Exception):
+    """The back end cannot read what its target holds (a file that is not SQLite, say)."""
+
+
+class _Backend(Protocol):
+    """A database the log lives in: what differs between SQLite and PostgreSQL, and nothing more.
+
+    The SQL itself is written once, in :class:`RoundLog`, with ``?`` placeholders; validation and
+    messages live there too. A back end runs the statements, brackets them in transactions, names
+    its column types (filled into ``_SCHEMA``) and how it marks a database as a labkit log.
+    """
+
+    #: How messages name the log: the file path, or the URL without its password.
+    where: str
+    #: What a target that holds something else is, for the refusal ("an SQLite database").
+    kind: str
+    #: The column types of ``_SCHEMA`` that differ between dialects.
+    types: Mapping[str, str]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+        """Run one statement (``?`` placeholders) and return its cursor."""
+        ...
+
+    def insert_round(self, sql: str, params: Sequence[Any]) -> int | None:
+        """Run an ``INSERT INTO rounds`` inside the open transaction; return the row's ``seq``.
+
+        None when the partial unique index (``_LIVE_ROUND_INDEX``) refused the row because
+        another writer's live row for the round committed first; the transaction stays usable.
+        """
+        ...
+
+    def begin(self, *, write: bool, lock: str | None = None) -> None:
+        """Open a transaction. A read sees one snapshot. A write with ``lock`` also waits for,
+        then excludes, every other writer holding the same ``lock`` (a session id, or
+        ``_SCHEMA_LOCK``) until it ends, so its read-then-write checks hold at COMMIT."""
+        ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None:
+        """Undo the open transaction, if there is one (a no-op otherwise)."""
+        ...
+
+    def inspect(self) -> tuple[set[str], int | None]:
+        """(tables, application id) of the target, reading only; the id is None where the
+        database has no such header. Raises _Unreadable when it cannot be read at all."""
+        ...
+
+    def configure(self) -> None:
+        """Settings made once the target is known to be a log (or empty); may write to it."""
+        ...
+
+    def stamp(self) -> None:
+        """Mark a newly created log, inside the transaction that creates the schema."""
+        ...
+
+    def close(self) -> None: ...
+
+
+#: The ``lock`` of writes that create or migrate the schema (sessions lock by their id).
+_SCHEMA_LOCK = "labkit.round_log:schema"
+
+
+class _SQLite:
+    """A log in one SQLite file: the embedded default, which needs no server."""
+
+    kind = "an SQLite database"
+    types: Mapping[str, str] = {
+        "rowid": "",  # sessions has SQLite's implicit rowid (sessions() sorts ties by it)
+        "seq": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "int": "INTEGER",
+        "real": "REAL",
+        "blob": "BLOB",
+    }
+
+    def __init__(self, path: Path, *, busy_timeout: float) -> None:
+        self.where = str(path)
+        if path.is_dir():
+            raise ValueError(f"a round log must be a file; {self.where!r} is a directory")
+        if not path.parent.is_dir():
+            raise ValueError(
+                f"cannot create round log {self.where!r}: directory {str(path.parent)!r} does "
+                f"not exist"
+            )
+        _create_owner_only(path)
+        try:
+            # isolation_level=None: the sqlite3 module issues no implicit BEGIN; every
+            # transaction is opened by begin(), so transactions are exactly where the code says.
+            self._conn = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as err:
+            raise ValueError(f"cannot open round log {self.where!r}: {err}") from err
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+        return self._conn.execute(sql, params)
+
+    def insert_round(self, sql: str, params: Sequence[Any]) -> int | None:
+        # Under BEGIN IMMEDIATE no other writer can take the round between append's check and
+        # this INSERT, so the index never refuses a row here (if it did: IntegrityError).
+        seq = self._conn.execute(sql, params).lastrowid
+        assert seq is not None  # an INSERT into a rowid table always sets it
+        return int(seq)
+
+    def begin(self, *, write: bool, lock: str | None = None) -> None:
+        # IMMEDIATE takes the file's one write lock at BEGIN (finer locks do not exist, so
+        # ``lock`` needs nothing more): checks made inside the transaction still hold at COMMIT,
+        # and a writer waits (busy timeout) at BEGIN instead of failing mid-way.
+        self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def inspect(self) -> tuple[set[str], int | None]:
+        try:
+            app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {
+                r[0]
+                for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        except sqlite3.DatabaseError as err:  # "file is not a database", ...
+            raise _Unreadable(f"SQLite cannot read it ({err})") from err
+        return tables, int(app_id)
+
+    def configure(self) -> None:
+        # WAL: readers never block the writer and a commit is one append to the -wal file. The
+        # mode is stored in the file; switching needs a moment of exclusive access, for which the
+        # busy timeout waits if another process is opening the same new file right now.
+        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise ValueError(
+                f"round log {self.where!r} could not be switched to WAL mode (got {mode!r}); "
+                f"is it on a file system without shared-memory support?"
+            )
+        # FULL: fsync the WAL at every commit (see the module docstring for why not NORMAL).
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+
+    def stamp(self) -> None:
+        self._conn.execute(f"PRAGMA application_id={_APPLICATION_ID}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 # -- the log ----------------------------------------------------------------------------------
 
 
 class RoundLog:
-    """An append-only SQLite log of ranking rounds, shared by any number of sessions.
+    """An append-only log of ranking rounds, shared by any number of sessions.
 
-    ``RoundLog(path)`` creates the file and its schema when the file is new or empty, opens it when
-    it is a labkit round log, and raises ``ValueError`` for anything else (a file that is not
-    SQLite, an SQLite database of another application, a log of a newer schema version).
+    ``RoundLog(target)``: ``target`` is a file path (SQLite, the embedded default: no server) or
+    the URL of a PostgreSQL database, ``postgresql://user@host:port/dbname`` (``postgres://``
+    too; needs psycopg 3, the ``postgres`` extra). The log is created when the file, or the
+    database's current schema, is new or empty, opened when it holds a labkit round log, and
+    anything else is refused with ``ValueError`` (a file that is not SQLite, a database of another
+    application, a log of a newer schema version). Any other ``scheme://`` is refused too.
 
     ``busy_timeout`` is how long, in seconds, a write waits for another process's transaction to
-    finish before giving up with ``sqlite3.OperationalError``.
+    finish before giving up: with ``sqlite3.OperationalError`` (SQLite's busy timeout) or
+    ``psycopg.errors.LockNotAvailable`` (PostgreSQL's ``lock_timeout``).
+
+    A password in the URL is used to connect and nowhere else: ``repr`` and every message name the
+    log by the URL without it, and nothing is written into the log about where it lives.
 
     Use it as a context manager or call :meth:`close`. All methods may be called from any thread.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, target: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
         if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
             raise ValueError(f"busy_timeout must be a number of seconds; got {busy_timeout!r}")
         if not math.isfinite(busy_timeout) or busy_timeout < 0:
             raise ValueError(f"busy_timeout must be finite and >= 0 seconds; got {busy_timeout!r}")
-        self._path = Path(path).expanduser()  # "~/runs.sqlite" means the home folder
         self._lock = threading.RLock()
-        if self._path.is_dir():
-            raise ValueError(f"a round log must be a file; {str(self._path)!r} is a directory")
-        if not self._path.parent.is_dir():
+        db: _Backend
+        if is_database_url(target):
+            from labkit._store_pg import Postgres  # imports psycopg: only PostgreSQL logs need it
+
+            self._path: Path | None = None
+            db = Postgres(str(target), busy_timeout=float(busy_timeout))
+        elif isinstance(target, str) and URL_RE.match(target):
             raise ValueError(
-                f"cannot create round log {str(self._path)!r}: directory "
-                f"{str(self._path.parent)!r} does not exist"
+                f"round log {redact_url(target)!r}: a round log is a file path or a "
+                f"postgresql:// URL; this URL's scheme is neither"
             )
-        _create_owner_only(self._path)
-        try:
-            # isolation_level=None: the sqlite3 module issues no implicit BEGIN; every write below
-            # opens its own BEGIN IMMEDIATE, so transactions are exactly where the code says.
-            conn = sqlite3.connect(
-                self._path,
-                timeout=float(busy_timeout),
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as err:
-            raise ValueError(f"cannot open round log {str(self._path)!r}: {err}") from err
-        self._conn: sqlite3.Connection | None = conn
+        else:
+            self._path = Path(target).expanduser()  # "~/runs.sqlite" means the home folder
+            db = _SQLite(self._path, busy_timeout=float(busy_timeout))
+        self._where = db.where
+        self._db: _Backend | None = db
         try:
             self._open()
         except BaseException:
-            conn.close()
-            self._conn = None
+            db.close()
+            self._db = None
             raise
 
     # -- opening --------------------------------------------------------------------------------
 
     def _refuse(self, why: str) -> ValueError:
-        return ValueError(f"{str(self._path)!r} is not a labkit round log: {why}")
+        return ValueError(f"{self._where!r} is not a labkit round log: {why}")
 
-    def _existing_version(self, conn: sqlite3.Connection) -> int | None:
-        """The schema version of the labkit log the file holds, or None when it holds nothing.
+    def _existing_version(self) -> int | None:
+        """The schema version of the labkit log the target holds, or None when it holds nothing.
 
-        Raises ValueError for a file that holds something else, or a log of a newer version.
+        Raises ValueError for a target that holds something else, or a log of a newer version.
         Reads only: a foreign file must be left exactly as it was (not even switched to WAL).
         """
+        db = self._backend()
         try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
-        except sqlite3.DatabaseError as err:  # "file is not a database", ...
-            raise self._refuse(f"SQLite cannot read it ({err})") from err
-        if not tables and app_id == 0:
+            tables, app_id = db.inspect()
+        except _Unreadable as err:
+            raise self._refuse(str(err)) from err
+        if not tables and not app_id:
             return None
         if "labkit_meta" not in tables:
             raise self._refuse(
-                f"it is an SQLite database without a labkit_meta table (it has: {sorted(tables)})"
+                f"it is {db.kind} without a labkit_meta table (it has: {sorted(tables)})"
             )
-        if app_id != _APPLICATION_ID:
+        if app_id is not None and app_id != _APPLICATION_ID:
             raise self._refuse(
                 f"its SQLite application_id is {app_id:#x}, a labkit log has {_APPLICATION_ID:#x}"
             )
-        meta = dict(conn.execute("SELECT key, value FROM labkit_meta").fetchall())
+        meta = dict(db.execute("SELECT key, value FROM labkit_meta").fetchall())
         if meta.get("format") != _FORMAT_NAME:
             raise self._refuse(f"labkit_meta names format {meta.get('format')!r}")
         try:
@@ -422,7 +615,7 @@ class RoundLog:
             ) from err
         if version > SCHEMA_VERSION:
             raise ValueError(
-                f"round log {str(self._path)!r} has schema version {version}, newer than the "
+                f"round log {self._where!r} has schema version {version}, newer than the "
                 f"{SCHEMA_VERSION} this labkit reads; upgrade labkit to open it"
             )
         if version < 1:
@@ -430,119 +623,106 @@ class RoundLog:
         return version
 
     def _open(self) -> None:
-        conn = self._connection()
-        version = self._existing_version(conn)
-        # WAL: readers never block the writer and a commit is one append to the -wal file. The
-        # mode is stored in the file; switching needs a moment of exclusive access, for which the
-        # busy timeout waits if another process is opening the same new file right now.
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise ValueError(
-                f"round log {str(self._path)!r} could not be switched to WAL mode (got {mode!r}); "
-                f"is it on a file system without shared-memory support?"
-            )
-        # FULL: fsync the WAL at every commit (see the module docstring for why not NORMAL).
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
+        version = self._existing_version()
+        self._backend().configure()
         if version == SCHEMA_VERSION:
             return
         if version is not None:
             self._migrate()
             return
-        with self._write() as c:
+        with self._write(lock=_SCHEMA_LOCK) as db:
             # Another process may have created the schema since we looked: check again under
-            # the write lock (which we now hold until COMMIT).
-            if self._existing_version(c) is not None:
-                self._migrate_in(c)
+            # the lock (which we now hold until COMMIT).
+            if self._existing_version() is not None:
+                self._migrate_in()
                 return
             for statement in _SCHEMA:
-                c.execute(statement)
-            c.execute(f"PRAGMA application_id={_APPLICATION_ID}")
+                db.execute(statement.format(**db.types))
+            db.stamp()
             created, _ = _now()
-            c.executemany(
-                "INSERT OR IGNORE INTO labkit_meta(key, value) VALUES (?, ?)",
-                [
-                    ("format", _FORMAT_NAME),
-                    ("schema_version", str(SCHEMA_VERSION)),
-                    ("created_utc", created),
-                ],
-            )
+            for key, value in (
+                ("format", _FORMAT_NAME),
+                ("schema_version", str(SCHEMA_VERSION)),
+                ("created_utc", created),
+            ):
+                db.execute("INSERT INTO labkit_meta(key, value) VALUES (?, ?)", (key, value))
 
     def _migrate(self) -> None:
         """Bring a log of an older schema version up to :data:`SCHEMA_VERSION`, all or nothing."""
-        with self._write() as c:
-            self._migrate_in(c)
+        with self._write(lock=_SCHEMA_LOCK):
+            self._migrate_in()
 
-    def _migrate_in(self, c: sqlite3.Connection) -> None:
-        # Read the version again under the write lock: another process may have migrated the
-        # file since we looked, and must not be migrated twice.
-        version = self._existing_version(c)
+    def _migrate_in(self) -> None:
+        # Read the version again under the lock: another process may have migrated the log
+        # since we looked, and must not be migrated twice.
+        version = self._existing_version()
         if version == 1:
+            db = self._backend()
             for statement in _MIGRATE_1_TO_2:
-                c.execute(statement)
+                db.execute(statement)
             migrated, _ = _now()
-            c.execute(
+            db.execute(
                 "UPDATE labkit_meta SET value = ? WHERE key = 'schema_version'",
                 (str(SCHEMA_VERSION),),
             )
-            c.execute(
-                "INSERT OR REPLACE INTO labkit_meta(key, value) VALUES ('migrated_utc', ?)",
-                (migrated,),
+            db.execute("DELETE FROM labkit_meta WHERE key = 'migrated_utc'")
+            db.execute(
+                "INSERT INTO labkit_meta(key, value) VALUES ('migrated_utc', ?)", (migrated,)
             )
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise ValueError(f"round log {str(self._path)!r} is closed")
-        return self._conn
+    def _backend(self) -> _Backend:
+        if self._db is None:
+            raise ValueError(f"round log {self._where!r} is closed")
+        return self._db
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A BEGIN IMMEDIATE transaction under the thread lock; committed on normal exit.
+    def _write(self, *, lock: str | None = None) -> Iterator[_Backend]:
+        """A write transaction under the thread lock; committed on normal exit.
 
-        IMMEDIATE takes SQLite's write lock at BEGIN, so checks made inside the transaction still
-        hold at COMMIT, and a writer waits (busy timeout) at BEGIN instead of failing mid-way.
+        ``lock`` (a session id, or ``_SCHEMA_LOCK``) keeps other writers holding the same one out
+        until COMMIT, so checks made inside the transaction still hold when it commits (see
+        :meth:`_Backend.begin`).
         """
         with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
+            db = self._backend()
+            db.begin(write=True, lock=lock)
             try:
-                yield conn
-                conn.execute("COMMIT")
+                yield db
+                db.commit()
             except BaseException:
                 # Nothing half-written stays: the whole transaction goes, including when COMMIT
                 # itself failed (then the row is not in the log and append raised).
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                db.rollback()
                 raise
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: several SELECTs see one snapshot of the file."""
+    def _read(self) -> Iterator[_Backend]:
+        """A read transaction: several SELECTs see one snapshot of the log."""
         with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN")
+            db = self._backend()
+            db.begin(write=False)
             try:
-                yield conn
+                yield db
             finally:
-                conn.execute("COMMIT")
+                db.commit()
 
     @property
-    def path(self) -> Path:
-        """The log file."""
+    def path(self) -> Path | None:
+        """The log file; None for a log in PostgreSQL, which is no file (``repr`` names it)."""
         return self._path
 
     @property
     def closed(self) -> bool:
-        return self._conn is None
+        return self._db is None
 
     def close(self) -> None:
         """Close the connection (idempotent). Every returned append is already committed."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def __enter__(self) -> RoundLog:
         return self
@@ -557,7 +737,7 @@ class RoundLog:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"RoundLog({str(self._path)!r}, {state})"
+        return f"RoundLog({self._where!r}, {state})"
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -570,8 +750,8 @@ class RoundLog:
         meta_json = _meta_json(meta, "session meta")
         sid = uuid.uuid4().hex
         created, epoch = _now()
-        with self._write() as c:
-            c.execute(
+        with self._write() as db:
+            db.execute(
                 "INSERT INTO sessions(session_id, created_utc, created_epoch, meta) "
                 "VALUES (?, ?, ?, ?)",
                 (sid, created, epoch, meta_json),
@@ -581,7 +761,7 @@ class RoundLog:
     def sessions(self) -> list[str]:
         """Ids of all sessions in the file, oldest first."""
         with self._lock:
-            rows = self._connection().execute(
+            rows = self._backend().execute(
                 "SELECT session_id FROM sessions ORDER BY created_epoch, rowid"
             )
             return [r[0] for r in rows]
@@ -591,7 +771,7 @@ class RoundLog:
         sid = _check_session_id(session_id)
         with self._lock:
             row = (
-                self._connection()
+                self._backend()
                 .execute(
                     "SELECT session_id, created_utc, created_epoch, meta FROM sessions "
                     "WHERE session_id = ?",
@@ -600,7 +780,7 @@ class RoundLog:
                 .fetchone()
             )
         if row is None:
-            raise ValueError(f"no session {sid!r} in round log {str(self._path)!r}")
+            raise ValueError(f"no session {sid!r} in round log {self._where!r}")
         return SessionRecord(
             session_id=row[0],
             created_utc=row[1],
@@ -678,24 +858,17 @@ class RoundLog:
         if candidates is not None:
             stored, blob, c_dtype, c_shape = _encode_candidates(candidates, m_)
         t_utc, t_epoch = _now()
-        with self._write() as c:
-            # Checked inside the IMMEDIATE transaction so the messages are exact; the foreign key
-            # and the partial unique index would refuse these rows anyway.
-            if c.execute("SELECT 1 FROM sessions WHERE session_id = ?", (sid,)).fetchone() is None:
+        with self._write(lock=sid) as db:
+            # Checked inside the transaction, which excludes the session's other writers, so the
+            # messages are exact; the foreign key and the partial unique index would refuse
+            # these rows anyway.
+            if db.execute("SELECT 1 FROM sessions WHERE session_id = ?", (sid,)).fetchone() is None:
                 raise ValueError(
-                    f"no session {sid!r} in round log {str(self._path)!r}; create it with "
+                    f"no session {sid!r} in round log {self._where!r}; create it with "
                     f"new_session() first"
                 )
-            taken = c.execute(
-                "SELECT seq FROM rounds WHERE session_id = ? AND round = ? AND undone = 0",
-                (sid, rnd),
-            ).fetchone()
-            if taken is not None:
-                raise ValueError(
-                    f"session {sid!r} already has a live round {rnd} (seq {taken[0]}); round "
-                    f"numbers are unique per session unless the earlier one is marked undone"
-                )
-            cur = c.execute(
+            self._check_round_free(db, sid, rnd)
+            seq = db.insert_round(
                 "INSERT INTO rounds(session_id, round, time_utc, time_epoch, rater, seed, kind, "
                 "m, ranking, ties, answer, candidates, candidates_dtype, candidates_shape, "
                 "undone, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
@@ -717,8 +890,15 @@ class RoundLog:
                     meta_json,
                 ),
             )
-            seq = cur.lastrowid
-        assert seq is not None  # an INSERT into a rowid table always sets it
+            if seq is None:
+                # The unique index refused the row: a writer that does not take the session's
+                # lock (another program, or raw SQL) committed a live row for the round after
+                # our check. It decides; say so as the check would have.
+                self._check_round_free(db, sid, rnd)
+                raise ValueError(
+                    f"session {sid!r} already has a live round {rnd}; round numbers are unique "
+                    f"per session unless the earlier one is marked undone"
+                )
         return Round(
             seq=int(seq),
             session_id=sid,
@@ -740,6 +920,17 @@ class RoundLog:
             candidates=stored,
         )
 
+    def _check_round_free(self, db: _Backend, sid: str, rnd: int) -> None:
+        """Raise the ValueError of a taken round when the session has a live row for ``rnd``."""
+        taken = db.execute(
+            "SELECT seq FROM rounds WHERE session_id = ? AND round = ? AND undone = 0", (sid, rnd)
+        ).fetchone()
+        if taken is not None:
+            raise ValueError(
+                f"session {sid!r} already has a live round {rnd} (seq {taken[0]}); round "
+                f"numbers are unique per session unless the earlier one is marked undone"
+            )
+
     def mark_undone(self, session_id: str, round: int, *, last: bool = False) -> int:
         """Flag the live row of ``round`` in the session as undone; return that row's ``seq``.
 
@@ -754,26 +945,28 @@ class RoundLog:
         sid = _check_session_id(session_id)
         rnd = _check_int("round", round, minimum=0)
         t_utc, _ = _now()
-        with self._write() as c:
-            row = c.execute(
+        with self._write(lock=sid) as db:
+            row = db.execute(
                 "SELECT seq FROM rounds WHERE session_id = ? AND round = ? AND undone = 0",
                 (sid, rnd),
             ).fetchone()
             if row is None:
                 raise ValueError(
-                    f"session {sid!r} has no live round {rnd} to undo in {str(self._path)!r}"
+                    f"session {sid!r} has no live round {rnd} to undo in {self._where!r}"
                 )
             if last:
-                (top,) = c.execute(
+                (top,) = db.execute(
                     "SELECT MAX(round) FROM rounds WHERE session_id = ? AND undone = 0", (sid,)
                 ).fetchone()
                 if top != rnd:
                     raise ValueError(
                         f"round {rnd} is not the last live round of session {sid!r}: the log "
-                        f"{str(self._path)!r} has rounds up to {top} (written by another "
+                        f"{self._where!r} has rounds up to {top} (written by another "
                         f"process or Session on the same session?); nothing was undone"
                     )
-            c.execute("UPDATE rounds SET undone = 1, undone_utc = ? WHERE seq = ?", (t_utc, row[0]))
+            db.execute(
+                "UPDATE rounds SET undone = 1, undone_utc = ? WHERE seq = ?", (t_utc, row[0])
+            )
         return int(row[0])
 
     def next_round(self, session_id: str) -> int:
@@ -781,7 +974,7 @@ class RoundLog:
         sid = _check_session_id(session_id)
         with self._lock:
             row = (
-                self._connection()
+                self._backend()
                 .execute(
                     "SELECT MAX(round) FROM rounds WHERE session_id = ? AND undone = 0", (sid,)
                 )
@@ -802,12 +995,12 @@ class RoundLog:
         tensors) unless ``with_candidates=False``. An unknown session id is a ValueError.
         """
         sid = _check_session_id(session_id)
-        with self._read() as c:
-            if c.execute("SELECT 1 FROM sessions WHERE session_id = ?", (sid,)).fetchone() is None:
-                raise ValueError(f"no session {sid!r} in round log {str(self._path)!r}")
+        with self._read() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE session_id = ?", (sid,)).fetchone() is None:
+                raise ValueError(f"no session {sid!r} in round log {self._where!r}")
             where = "session_id = ?" + ("" if include_undone else " AND undone = 0")
             blob_col = "candidates" if with_candidates else "NULL"
-            rows = c.execute(
+            rows = db.execute(
                 f"SELECT {_ROUND_COLUMNS}, {blob_col} FROM rounds WHERE {where} ORDER BY seq",
                 (sid,),
             ).fetchall()
@@ -818,7 +1011,7 @@ class RoundLog:
             return self.rounds(session_id, include_undone=include_undone, with_candidates=False)
         where = "" if include_undone else " WHERE undone = 0"
         with self._lock:
-            rows = self._connection().execute(
+            rows = self._backend().execute(
                 f"SELECT {_ROUND_COLUMNS} FROM rounds{where} ORDER BY seq"
             )
             return [_row_to_round(row, None) for row in rows]
