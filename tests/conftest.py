@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from labkit.bench._common import CHROMIUM, CHROMIUM_FLAGS
+from tests._postgres import PostgresServer, find_bin_dir, postgres_server
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +48,28 @@ def open_page(
         yield page, errors
     finally:
         context.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the whole run (see tests/_postgres.py).
+
+    Without PostgreSQL's server binaries or psycopg the tests that need it skip here, and fail
+    under CI (``CI=true``), where ``bash scripts/setup.sh --test`` installs both.
+    """
+    bin_dir = find_bin_dir()
+    missing = None
+    if bin_dir is None:
+        missing = "PostgreSQL's server binaries (initdb, postgres): apt-get install postgresql"
+    else:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            missing = "psycopg 3: pip install 'labkit[postgres]'"
+    if missing is not None or bin_dir is None:
+        why = f"needs {missing} (bash scripts/setup.sh --test installs it)"
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(f"under CI every test runs: {why}")
+        pytest.skip(why)
+    with postgres_server(bin_dir) as server:
+        yield server

@@ -1,25 +1,32 @@
-"""Tests of labkit.store: the append-only round log.
+"""Tests of labkit.store: the append-only round log, in SQLite and in PostgreSQL.
 
-Besides the API, three things are checked with real (forked) processes: two writers appending at
-once lose nothing; a writer SIGKILLed at random points loses no append that had returned and
-leaves a file that opens and passes ``PRAGMA integrity_check``; a writer killed while creating
-the file leaves one that the next open initialises. Fork, not fresh interpreters: importing torch
-takes seconds, and these tests start dozens of writers.
+The contract tests take the ``log`` (or ``new_target``) fixture and run on both back ends: a file,
+and a fresh schema on a throwaway PostgreSQL server (tests/_postgres.py). Tests of what only one
+back end has (file modes, WAL, a version 1 file; advisory locks, reconnection, URLs) say so in
+their names.
+
+Besides the API, four things are checked with real (forked) processes: two writers appending at
+once lose nothing; several writers racing for the same rounds get exactly one live row each; a
+writer SIGKILLed at random points loses no append that had returned and leaves a log that opens
+(and, for a file, passes ``PRAGMA integrity_check``); a writer killed while creating the log
+leaves one that the next open initialises. Fork, not fresh interpreters: importing torch takes
+seconds, and these tests start dozens of writers.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
 import random
 import signal
 import sqlite3
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
@@ -28,23 +35,66 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labkit import store as store_module
-from labkit.store import SCHEMA_VERSION, Round, RoundLog
+from labkit.store import SCHEMA_VERSION, Round, RoundLog, is_database_url
+from tests._postgres import PostgresServer
 from tests._round_log_v1 import copy_as_version_1, create_version_1
+
+try:
+    import psycopg
+except ImportError:  # the postgres fixture skips (or, under CI, fails) the PostgreSQL tests
+    psycopg = None  # type: ignore[assignment]
+
+Target = str | Path  # a file path, or a postgresql:// URL
+
+#: What a database raises when a raw write breaks a constraint, whichever back end.
+_INTEGRITY: tuple[type[Exception], ...] = (sqlite3.IntegrityError,) + (
+    (psycopg.IntegrityError,) if psycopg is not None else ()
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_target(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Target]:
+    """Hands out places for new, empty logs: files in tmp_path, or fresh PostgreSQL schemas."""
+    if request.param == "sqlite":
+        names = itertools.count()
+        return lambda: tmp_path / f"log{next(names)}.labkit"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.fresh_log_url
+
+
+# Where each log under test lives, so a test can reach the database behind its back.
+_TARGETS: weakref.WeakKeyDictionary[RoundLog, Target] = weakref.WeakKeyDictionary()
+
+
+def _open(target: Target, **kwargs: Any) -> RoundLog:
+    lg = RoundLog(target, **kwargs)
+    _TARGETS[lg] = target
+    return lg
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[RoundLog]:
-    with RoundLog(tmp_path / "log.labkit") as lg:
+def log(new_target: Callable[[], Target]) -> Iterator[RoundLog]:
+    with _open(new_target()) as lg:
         yield lg
 
 
-def _count_rows(path: Path) -> int:
-    with sqlite3.connect(path) as c:
-        return int(c.execute("SELECT COUNT(*) FROM rounds").fetchone()[0])
+def _sql(where: RoundLog | Target, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    """Run one statement (``?`` placeholders) on a connection of its own, committed; its rows."""
+    target = _TARGETS[where] if isinstance(where, RoundLog) else where
+    if is_database_url(target):
+        with psycopg.connect(target, autocommit=True) as pc:
+            cur = pc.execute(sql.replace("?", "%s"), params or None)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description is not None else []
+    with closing(sqlite3.connect(target)) as c, c:
+        return c.execute(sql, params).fetchall()
+
+
+def _count_rows(where: RoundLog | Target) -> int:
+    return int(_sql(where, "SELECT COUNT(*) FROM rounds")[0][0])
 
 
 def _integrity(path: Path) -> str:
@@ -55,13 +105,23 @@ def _integrity(path: Path) -> str:
         c.close()
 
 
+def _assert_healthy(target: Target) -> None:
+    """A file passes SQLite's integrity check; in PostgreSQL the live-round index is valid."""
+    if is_database_url(target):
+        rows = _sql(target, "SELECT indisvalid FROM pg_index WHERE indexrelid = ?::regclass",
+                    ("rounds_live_round",))  # fmt: skip
+        assert rows == [(True,)]
+    else:
+        assert _integrity(Path(target)) == "ok"
+
+
 # -- opening ----------------------------------------------------------------------------------
 
 
 def test_new_file_gets_schema_wal_and_full_sync(tmp_path: Path) -> None:
     path = tmp_path / "new.labkit"
     with RoundLog(path) as lg:
-        conn = lg._conn
+        conn = lg._db._conn  # type: ignore[union-attr]
         assert conn is not None
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         # 2 == FULL: fsync of the WAL at every commit (see the module docstring).
@@ -99,8 +159,8 @@ def test_new_log_and_its_wal_files_are_readable_by_the_owner_only(tmp_path: Path
     assert shared.stat().st_mode & 0o777 == 0o640
 
 
-def test_reopen_keeps_everything(tmp_path: Path) -> None:
-    path = tmp_path / "log.labkit"
+def test_reopen_keeps_everything(new_target: Callable[[], Target]) -> None:
+    path = new_target()
     with RoundLog(path) as lg:
         sid = lg.new_session(meta={"task": "sphere"})
         lg.append(sid, round=0, ranking=[1, 0], m=2, seed=7)
@@ -142,13 +202,10 @@ def test_refuses_foreign_sqlite_database_without_touching_it(tmp_path: Path) -> 
     assert not Path(str(path) + "-wal").exists()
 
 
-def test_refuses_newer_schema_version(tmp_path: Path) -> None:
-    path = tmp_path / "future.labkit"
+def test_refuses_newer_schema_version(new_target: Callable[[], Target]) -> None:
+    path = new_target()
     RoundLog(path).close()
-    c = sqlite3.connect(path)
-    c.execute("UPDATE labkit_meta SET value = ? WHERE key = 'schema_version'", (str(99),))
-    c.commit()
-    c.close()
+    _sql(path, "UPDATE labkit_meta SET value = ? WHERE key = 'schema_version'", (str(99),))
     with pytest.raises(ValueError, match=rf"schema version 99, newer than the {SCHEMA_VERSION}"):
         RoundLog(path)
 
@@ -202,13 +259,10 @@ def test_an_empty_version_1_log_is_migrated_too(tmp_path: Path) -> None:
     assert _meta(path)["schema_version"] == "2"
 
 
-def test_refuses_wrong_format_name(tmp_path: Path) -> None:
-    path = tmp_path / "x.labkit"
+def test_refuses_wrong_format_name(new_target: Callable[[], Target]) -> None:
+    path = new_target()
     RoundLog(path).close()
-    c = sqlite3.connect(path)
-    c.execute("UPDATE labkit_meta SET value = 'something.else' WHERE key = 'format'")
-    c.commit()
-    c.close()
+    _sql(path, "UPDATE labkit_meta SET value = 'something.else' WHERE key = 'format'")
     with pytest.raises(ValueError, match=r"names format 'something\.else'"):
         RoundLog(path)
 
@@ -222,8 +276,8 @@ def test_refuses_directory_and_missing_parent(tmp_path: Path) -> None:
         RoundLog(tmp_path / "a.labkit", busy_timeout=-1)
 
 
-def test_closed_log_refuses_work(tmp_path: Path) -> None:
-    lg = RoundLog(tmp_path / "log.labkit")
+def test_closed_log_refuses_work(new_target: Callable[[], Target]) -> None:
+    lg = RoundLog(new_target())
     sid = lg.new_session()
     lg.close()
     lg.close()  # idempotent
@@ -305,13 +359,13 @@ def test_ties_and_the_answer_kind_round_trip(log: RoundLog) -> None:
     assert all(type(p) is int for p in log.rounds(sid)[1].ties)
 
 
-def test_the_file_refuses_an_unknown_answer_kind_itself(log: RoundLog) -> None:
+def test_the_database_refuses_an_unknown_answer_kind_itself(log: RoundLog) -> None:
     """Not only append: the table's CHECK keeps any other writer from storing a bogus kind."""
     sid = log.new_session()
     log.append(sid, round=0, ranking=[0], m=1)
-    with closing(sqlite3.connect(log.path)) as c:
-        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-            c.execute("UPDATE rounds SET answer = 'maybe'")
+    with pytest.raises(_INTEGRITY, match=r"(?i)check"):
+        _sql(log, "UPDATE rounds SET answer = 'maybe'")
+    assert [r.answer for r in log.rounds(sid)] == ["ranking"]
 
 
 def test_non_contiguous_candidates_are_stored_as_seen(log: RoundLog) -> None:
@@ -365,7 +419,7 @@ def test_bad_append_raises_and_writes_nothing(
     kwargs.update(override)
     with pytest.raises(ValueError, match=message):
         log.append(sid, **kwargs)
-    assert _count_rows(log.path) == 0
+    assert _count_rows(log) == 0
     # The same round can still be answered properly afterwards.
     log.append(sid, round=0, ranking=[1, 0], m=4)
     assert [r.ranking for r in log.rounds(sid)] == [(1, 0)]
@@ -380,7 +434,7 @@ def test_unknown_session_is_refused(log: RoundLog) -> None:
         log.session_meta("0" * 32)
     with pytest.raises(ValueError, match="non-empty string"):
         log.append("", round=0, ranking=[0], m=1)
-    assert _count_rows(log.path) == 0
+    assert _count_rows(log) == 0
 
 
 def test_new_session_ids_and_meta(log: RoundLog) -> None:
@@ -404,26 +458,25 @@ def test_duplicate_live_round_is_refused(log: RoundLog) -> None:
     seq = log.append(sid, round=0, ranking=[0], m=2).seq
     with pytest.raises(ValueError, match=rf"already has a live round 0 \(seq {seq}\)"):
         log.append(sid, round=0, ranking=[1], m=2)
-    assert _count_rows(log.path) == 1
+    assert _count_rows(log) == 1
     # Another session may use the same number.
     other = log.new_session()
     log.append(other, round=0, ranking=[1], m=2)
 
 
-def test_live_round_uniqueness_is_enforced_by_sqlite_itself(log: RoundLog) -> None:
+_RAW_INSERT = (
+    "INSERT INTO rounds(session_id, round, time_utc, time_epoch, kind, m, ranking, meta) "
+    "VALUES (?, 0, 't', 0, 'gradient', 1, '[0]', '{}')"
+)
+
+
+def test_live_round_uniqueness_is_enforced_by_the_database_itself(log: RoundLog) -> None:
     """Even a writer that skipped append()'s check could not add a second live row."""
     sid = log.new_session()
     log.append(sid, round=0, ranking=[0], m=1)
-    c = sqlite3.connect(log.path)
-    try:
-        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-            c.execute(
-                "INSERT INTO rounds(session_id, round, time_utc, time_epoch, kind, m, ranking, "
-                "meta) VALUES (?, 0, 't', 0, 'gradient', 1, '[0]', '{}')",
-                (sid,),
-            )
-    finally:
-        c.close()
+    with pytest.raises(_INTEGRITY, match=r"(?i)unique"):
+        _sql(log, _RAW_INSERT, (sid,))
+    assert _count_rows(log) == 1
 
 
 def test_undo_keeps_the_row_and_frees_the_number(log: RoundLog) -> None:
@@ -449,7 +502,7 @@ def test_undo_keeps_the_row_and_frees_the_number(log: RoundLog) -> None:
     log.append(sid, round=1, ranking=[1], m=2)
     assert [r.round for r in log.rounds(sid, include_undone=True)] == [0, 1, 1, 1]
     assert [r.ranking for r in log.rounds(sid)] == [(0, 1), (1,)]
-    assert _count_rows(log.path) == 4  # nothing was ever deleted
+    assert _count_rows(log) == 4  # nothing was ever deleted
 
 
 def test_undo_of_the_last_round_only(log: RoundLog) -> None:
@@ -465,7 +518,12 @@ def test_undo_of_the_last_round_only(log: RoundLog) -> None:
     assert [r.round for r in log.rounds(sid)] == [0]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(
+    max_examples=30,
+    deadline=None,
+    # new_target hands out a fresh place for every call, so one per example is sound.
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     ops=st.lists(
         st.one_of(
@@ -475,9 +533,11 @@ def test_undo_of_the_last_round_only(log: RoundLog) -> None:
         max_size=25,
     )
 )
-def test_log_matches_a_model_of_append_and_undo(ops: list[tuple[str, int]]) -> None:
+def test_log_matches_a_model_of_append_and_undo(
+    new_target: Callable[[], Target], ops: list[tuple[str, int]]
+) -> None:
     """Random appends/undos against a list-of-dicts model of the same rules."""
-    with tempfile.TemporaryDirectory() as d, RoundLog(Path(d) / "h.labkit") as lg:
+    with RoundLog(new_target()) as lg:
         sid = lg.new_session()
         model: list[dict[str, Any]] = []  # one entry per row, in seq order
         for n, (op, rnd) in enumerate(ops):
@@ -621,11 +681,12 @@ def test_export_json(log: RoundLog, tmp_path: Path) -> None:
 # -- real processes ---------------------------------------------------------------------------
 
 
-def _fork_writer(path: Path, body: Any) -> tuple[int, int]:
+def _fork_writer(body: Any) -> tuple[int, int]:
     """Fork a child that runs ``body(write_fd)`` and never returns into pytest; (pid, read_fd).
 
     fork, not a fresh interpreter: importing torch takes seconds, and the kill tests need dozens of
-    writers. The child is a real separate process with its own SQLite connection.
+    writers. The child is a real separate process with a connection of its own (it never touches
+    the parent's, which it inherits, and leaves by os._exit, which closes nothing).
     """
     r, w = os.pipe()
     pid = os.fork()
@@ -678,7 +739,7 @@ def _wait_all(pids: list[int], *, timeout: float) -> list[int]:
     return [statuses[pid] for pid in pids]
 
 
-def _concurrent_writer(path: Path, n: int, tag: str, go: int, w: int) -> None:
+def _concurrent_writer(path: Target, n: int, tag: str, go: int, w: int) -> None:
     """Child body: wait for the go signal, open (create) the log, append ``n`` rounds."""
     os.read(go, 1)  # start together: both create the file at once
     with RoundLog(path) as log:
@@ -701,15 +762,14 @@ def _concurrent_writer(path: Path, n: int, tag: str, go: int, w: int) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
-    """Two processes create the same new file and append 200 rounds each concurrently."""
-    path = tmp_path / "shared.labkit"
+def test_two_processes_appending_at_once_lose_nothing(new_target: Callable[[], Target]) -> None:
+    """Two processes create the same new log and append 200 rounds each concurrently."""
+    path = new_target()
     n = 200
     tags = ("p0", "p1")
     go_r, go_w = os.pipe()
     children = [
-        _fork_writer(path, lambda w, tag=tag: _concurrent_writer(path, n, tag, go_r, w))
-        for tag in tags
+        _fork_writer(lambda w, tag=tag: _concurrent_writer(path, n, tag, go_r, w)) for tag in tags
     ]
     os.write(go_w, b"GO")
     os.close(go_r)
@@ -733,13 +793,13 @@ def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
     assert sorted(seqs[0] + seqs[1]) == list(range(1, 2 * n + 1))
     # The two writers' rows are interleaved in the file, not one block after the other.
     assert min(seqs[0]) < max(seqs[1]) and min(seqs[1]) < max(seqs[0])
-    assert _integrity(path) == "ok"
+    _assert_healthy(path)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_sigkill_never_loses_a_returned_append(tmp_path: Path) -> None:
-    """SIGKILL a writer at random points 25 times; every append that returned is in the file."""
-    path = tmp_path / "killed.labkit"
+def test_sigkill_never_loses_a_returned_append(new_target: Callable[[], Target]) -> None:
+    """SIGKILL a writer at random points 25 times; every append that returned is in the log."""
+    path = new_target()
     with RoundLog(path) as lg:
         sid = lg.new_session(meta={"test": "sigkill"})
     # Candidates of 8 × 512 float32 (16 KiB): each commit spans several pages of the WAL, so
@@ -761,7 +821,7 @@ def test_sigkill_never_loses_a_returned_append(tmp_path: Path) -> None:
                     os.write(w, f"{i}\n".encode())  # only after append returned
                     i += 1
 
-        pid, r = _fork_writer(path, body)
+        pid, r = _fork_writer(body)
         time.sleep(rng.uniform(0.0, 0.06))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
@@ -770,7 +830,7 @@ def test_sigkill_never_loses_a_returned_append(tmp_path: Path) -> None:
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
         kills += 1
         assert printed == list(range(start, start + len(printed)))
-        assert _integrity(path) == "ok"
+        _assert_healthy(path)
         with RoundLog(path) as lg:
             rounds = lg.rounds(sid, with_candidates=False)
             got = [r.round for r in rounds]
@@ -799,7 +859,7 @@ def _read_line(fd: int) -> str:
     return out.decode()
 
 
-def _create_and_append(path: Path, w: int) -> None:
+def _create_and_append(path: Target, w: int) -> None:
     """Child body: create the log at ``path``, one session, one round; report each step."""
     os.write(w, b"start\n")
     with RoundLog(path) as child_log:
@@ -811,14 +871,12 @@ def _create_and_append(path: Path, w: int) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_sigkill_while_creating_the_file_leaves_it_usable(tmp_path: Path) -> None:
-    """Kill writers at points spread over the creation of a fresh log file and its first round."""
+def test_sigkill_while_creating_the_log_leaves_it_usable(new_target: Callable[[], Target]) -> None:
+    """Kill writers at points spread over the creation of a fresh log and its first round."""
     # 1. How long does creating a log and appending one round take here and now (tens of ms:
     #    WAL switch, schema, fsyncs)? Time one child from "start" to its last line.
-    pid, r = _fork_writer(
-        tmp_path / "calibrate.labkit",
-        lambda w: _create_and_append(tmp_path / "calibrate.labkit", w),
-    )
+    calibrate = new_target()
+    pid, r = _fork_writer(lambda w: _create_and_append(calibrate, w))
     assert _read_line(r) == "start\n"
     t0 = time.perf_counter()
     assert _read_line(r) == "open\n"
@@ -831,8 +889,8 @@ def test_sigkill_while_creating_the_file_leaves_it_usable(tmp_path: Path) -> Non
     n = 15
     outcomes: list[int] = []
     for k in range(n):
-        path = tmp_path / f"fresh{k}.labkit"
-        pid, r = _fork_writer(path, lambda w, path=path: _create_and_append(path, w))
+        path = new_target()
+        pid, r = _fork_writer(lambda w, path=path: _create_and_append(path, w))
         assert _read_line(r) == "start\n"
         time.sleep(1.2 * duration * k / (n - 1))
         os.kill(pid, signal.SIGKILL)
@@ -847,7 +905,249 @@ def test_sigkill_while_creating_the_file_leaves_it_usable(tmp_path: Path) -> Non
             sid = lg.new_session()
             lg.append(sid, round=0, ranking=[0], m=1)
             assert lg.rounds(sid)[0].ranking == (0,)
-        assert _integrity(path) == "ok"
+        _assert_healthy(path)
     # The kills did land during the creation, not only after it: at least one writer died
     # before its append returned (the first ones are killed at once).
     assert min(outcomes) < 2, outcomes
+
+
+def _race(path: Target, sid: str, rounds: int, tag: int, m: int, go: int, w: int) -> None:
+    """Child body: on the go signal, try to append every round; report the rounds it won."""
+    with RoundLog(path) as lg:
+        os.read(go, 1)
+        won = []
+        for rnd in range(rounds):
+            try:
+                lg.append(sid, round=rnd, ranking=[tag], m=m, rater=f"w{tag}")
+            except ValueError as err:
+                if f"already has a live round {rnd} (seq " not in str(err):
+                    raise
+            else:
+                won.append(rnd)
+    os.write(w, json.dumps(won).encode())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_writers_racing_for_the_same_rounds_get_one_live_row_each(
+    new_target: Callable[[], Target],
+) -> None:
+    """Four processes append every round of one session at once: each round has one winner,
+    the others get the clear ValueError, and the log holds exactly one row per round."""
+    path = new_target()
+    with RoundLog(path) as lg:
+        sid = lg.new_session()
+    writers, rounds = 4, 40
+    go_r, go_w = os.pipe()
+    children = [
+        _fork_writer(lambda w, tag=tag: _race(path, sid, rounds, tag, writers, go_r, w))
+        for tag in range(writers)
+    ]
+    time.sleep(0.2)  # let every child connect, so they start the race together
+    os.write(go_w, b"G" * writers)
+    os.close(go_r)
+    os.close(go_w)
+    statuses = _wait_all([pid for pid, _ in children], timeout=120.0)
+    won = [json.loads(_read_all(r)) for _, r in children]
+    for status in statuses:
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, statuses
+    assert sorted(itertools.chain.from_iterable(won)) == list(range(rounds))
+    with RoundLog(path) as lg:
+        rows = lg.rounds(sid, include_undone=True)
+        assert [r.round for r in rows] == list(range(rounds))  # nothing undone, nothing twice
+        winner = {rnd: tag for tag, rs in enumerate(won) for rnd in rs}
+        assert all(r.rater == f"w{winner[r.round]}" for r in rows)
+        assert all(r.ranking == (winner[r.round],) for r in rows)
+    assert _count_rows(path) == rounds
+    _assert_healthy(path)
+
+
+# -- PostgreSQL only --------------------------------------------------------------------------
+
+
+def test_postgres_log_gets_the_schema_and_commits_synchronously(postgres: PostgresServer) -> None:
+    url = postgres.fresh_database()  # a new database: the log goes into its public schema
+    with RoundLog(url) as lg:
+        assert lg.path is None  # a database is no file
+        assert repr(lg) == f"RoundLog({url!r}, open)"
+        db = lg._db
+        assert db is not None
+        # The server's default is off (tests/_postgres.py); the log's connection turned it on,
+        # so COMMIT (and append) returns only after the WAL is flushed.
+        assert db.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+        lg.append(lg.new_session(), round=0, ranking=[0], m=1)
+    assert _sql(url, "SHOW synchronous_commit") == [("off",)]
+    meta = dict(_sql(url, "SELECT key, value FROM labkit_meta"))
+    assert meta["format"] == "labkit.round_log"
+    assert meta["schema_version"] == str(SCHEMA_VERSION)
+    tables = {
+        r[0] for r in _sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    }
+    assert tables == {"labkit_meta", "sessions", "rounds"}
+    columns = dict(
+        _sql(
+            url,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = 'rounds'",
+        )
+    )
+    assert columns["seq"] == "bigint" and columns["candidates"] == "bytea"
+    assert columns["ties"] == "text" and columns["answer"] == "text"
+    (index,) = _sql(url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'rounds_live_round'")
+    assert "UNIQUE" in index[0] and index[0].endswith("WHERE (undone = 0)")
+    identity = _sql(
+        url,
+        "SELECT is_identity, identity_generation FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name = 'rounds' AND column_name = 'seq'",
+    )
+    assert identity == [("YES", "ALWAYS")]
+
+
+def test_postgres_refuses_a_foreign_schema_without_touching_it(postgres: PostgresServer) -> None:
+    url = postgres.fresh_log_url()
+    _sql(url, "CREATE TABLE people (name TEXT)")
+    with pytest.raises(ValueError, match=r"schema 'log_\d+' without a labkit_meta table.*people"):
+        RoundLog(url)
+    assert _sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()") == [
+        ("people",)
+    ]
+
+
+def test_postgres_a_version_1_log_is_migrated_on_open(postgres: PostgresServer) -> None:
+    url = postgres.fresh_log_url()
+    with RoundLog(url) as lg:
+        sid = lg.new_session()
+        lg.append(sid, round=0, ranking=[2, 0], m=3, seed=5)
+        lg.append(sid, round=1, ranking=[1], m=3, candidates=torch.arange(3.0))
+        expected = lg.rounds(sid, include_undone=True)
+    # Back to the version 1 layout: no ties, no answer column.
+    _sql(url, "ALTER TABLE rounds DROP COLUMN ties, DROP COLUMN answer")
+    _sql(url, "UPDATE labkit_meta SET value = '1' WHERE key = 'schema_version'")
+    with RoundLog(url) as lg:
+        assert lg.rounds(sid, include_undone=True) == expected
+        assert lg.append(sid, round=2, ranking=[2, 1, 0], m=3, ties=[1]).ties == (1,)
+        with pytest.raises(_INTEGRITY, match=r"(?i)check"):
+            _sql(url, "UPDATE rounds SET answer = 'maybe'")  # the CHECK came back too
+    meta = dict(_sql(url, "SELECT key, value FROM labkit_meta"))
+    assert meta["schema_version"] == "2" and "migrated_utc" in meta
+
+
+def test_postgres_the_index_decides_against_a_writer_that_skips_the_lock(
+    postgres: PostgresServer,
+) -> None:
+    """A raw writer holds an uncommitted live round 0; append's check cannot see it, its INSERT
+    waits on the unique index, and once the raw writer commits, append says the round is taken
+    (with the winner's seq) and leaves the log usable."""
+    url = postgres.fresh_log_url()
+    with _open(url) as lg:
+        sid = lg.new_session()
+        db = lg._db
+        assert db is not None
+        backend_pid = db._conn.info.backend_pid  # type: ignore[attr-defined]
+        outcome: dict[str, Any] = {}
+
+        def append() -> None:
+            try:
+                outcome["row"] = lg.append(sid, round=0, ranking=[1], m=2)
+            except BaseException as err:  # reported below
+                outcome["error"] = err
+
+        with psycopg.connect(url) as other:  # not autocommit: one open transaction
+            seq = other.execute(_RAW_INSERT.replace("?", "%s") + " RETURNING seq", (sid,))
+            (winner,) = seq.fetchone()  # type: ignore[misc]
+            thread = threading.Thread(target=append)
+            thread.start()
+            deadline = time.monotonic() + 20
+            while _sql(url, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = ?",
+                       (backend_pid,)) != [("Lock",)]:  # fmt: skip
+                assert time.monotonic() < deadline, "append never waited on the index"
+                time.sleep(0.02)
+            other.commit()
+        thread.join(20)
+        assert "row" not in outcome
+        err = outcome["error"]
+        assert isinstance(err, ValueError)
+        assert f"already has a live round 0 (seq {winner})" in str(err)
+        assert _count_rows(url) == 1
+        assert lg.append(sid, round=1, ranking=[0], m=2).round == 1  # the transaction ended
+
+
+def test_postgres_a_write_waits_for_its_session_lock_then_gives_up(
+    postgres: PostgresServer,
+) -> None:
+    from labkit._store_pg import _lock_key
+    from labkit.store import _APPLICATION_ID
+
+    url = postgres.fresh_log_url()
+    with RoundLog(url, busy_timeout=0.3) as lg:
+        sid = lg.new_session()
+        with psycopg.connect(url, autocommit=True) as other:
+            key = (_APPLICATION_ID, _lock_key(sid))
+            other.execute("SELECT pg_advisory_lock(%s::integer, %s::integer)", key)
+            t0 = time.monotonic()
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                lg.append(sid, round=0, ranking=[0], m=1)
+            assert 0.25 < time.monotonic() - t0 < 10
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                lg.mark_undone(sid, 0)
+            other_sid = lg.new_session()  # another session's writes do not wait
+            lg.append(other_sid, round=0, ranking=[0], m=1)
+            other.execute("SELECT pg_advisory_unlock(%s::integer, %s::integer)", key)
+        assert lg.append(sid, round=0, ranking=[0], m=1).round == 0
+        assert _count_rows(url) == 2
+
+
+def test_postgres_a_dropped_connection_is_replaced_before_the_next_statement(
+    postgres: PostgresServer,
+) -> None:
+    url = postgres.fresh_log_url()
+    with RoundLog(url) as lg:
+        sid = lg.new_session()
+        lg.append(sid, round=0, ranking=[0], m=1)
+
+        def drop() -> int:
+            db = lg._db
+            assert db is not None
+            pid = int(db._conn.info.backend_pid)  # type: ignore[attr-defined]
+            postgres.execute(f"SELECT pg_terminate_backend({pid})")
+            deadline = time.monotonic() + 20
+            while _sql(url, "SELECT 1 FROM pg_stat_activity WHERE pid = ?", (pid,)):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            return pid
+
+        first = drop()
+        assert [r.round for r in lg.rounds(sid)] == [0]  # a read reconnects
+        second = drop()
+        assert lg.append(sid, round=1, ranking=[0], m=1).round == 1  # so does a write's BEGIN
+        assert lg.next_round(sid) == 2
+        assert len({first, second, lg._db._conn.info.backend_pid}) == 3  # type: ignore[union-attr]
+
+
+def test_postgres_the_password_stays_out_of_names_messages_and_the_log(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres.fresh_log_url(password="pw-Zq9/x")
+    assert "pw-Zq9%2Fx@" in url  # (percent-encoded in the URL)
+    with RoundLog(url) as lg:
+        assert "pw-Zq9" not in repr(lg) and "//labkit@127.0.0.1" in repr(lg)
+        sid = lg.new_session(meta={"task": "sphere"})
+        lg.append(sid, round=0, ranking=[0], m=1)
+        with pytest.raises(ValueError, match="no session") as missing:
+            lg.rounds("0" * 32)
+        assert "pw-Zq9" not in str(missing.value) and "127.0.0.1" in str(missing.value)
+        assert "pw-Zq9" not in lg.export_json(tmp_path / "log.json").read_text()
+    stored = _sql(url, "SELECT value FROM labkit_meta") + _sql(url, "SELECT meta FROM sessions")
+    assert stored and not any("pw-Zq9" in str(v) for v in stored)
+    # A password given as a parameter, and a connection that fails: named without it too.
+    as_param = postgres.url("no_such_database", password=None) + "?password=pw-Zq9"
+    with pytest.raises(ValueError, match="cannot open round log") as failed:
+        RoundLog(as_param)
+    message = str(failed.value)
+    assert "no_such_database" in message and "pw-Zq9" not in message
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+
+
+def test_only_postgres_urls_are_urls(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"a file path or a postgresql:// URL") as err:
+        RoundLog("mysql://ada:pw-Zq9@db.lab/labkit")
+    assert "pw-Zq9" not in str(err.value) and "mysql://ada@db.lab/labkit" in str(err.value)
