@@ -15,7 +15,8 @@ that long. The server listens on 127.0.0.1; ``--ip ADDR`` or ``--public`` (all i
 publish it with the same token and limits, ``--base-url`` puts it under a path prefix for a
 reverse proxy.
 
-Kernels read their settings from the environment: ``LABKIT_DB`` (the round log, ``--db``),
+Kernels read their settings from the environment: ``LABKIT_DB`` (the round log: ``--db``, else
+``$LABKIT_DB`` as given, else a file in the user data folder; a file or a ``postgresql://`` URL),
 ``LABKIT_THREADS`` (compute threads per kernel, ``--threads``; ``OMP_NUM_THREADS`` and
 ``MKL_NUM_THREADS`` are set to the same, so one visitor's kernel, or the pool's refill, cannot
 starve another's on a small machine) and, for the pipeline app, ``LABKIT_PIPELINE``
@@ -47,6 +48,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+
+from labkit._log_target import URL_RE, is_database_url, redact_url
 
 __all__ = ["APPS", "App", "main_app", "main_lab", "notebooks_dir"]
 
@@ -114,10 +117,29 @@ def _free(port: int, ip: str) -> bool:
     return True
 
 
-def _default_db() -> Path:
+def _default_db() -> Path | str:
     from labkit.session import default_log_path
 
     return default_log_path()
+
+
+def _log_target(given: str | None) -> tuple[str, str]:
+    """The round log the kernels get as ``LABKIT_DB``, and how to name it on screen.
+
+    ``--db``, else ``$LABKIT_DB``, else the user's default file. A ``postgresql://`` URL passes
+    through unchanged (its password, if any, is never printed); a path is made absolute, its
+    folder created. Any other URL is a ValueError.
+    """
+    target = given if given is not None else _default_db()
+    if is_database_url(target):
+        return target, redact_url(target)
+    if isinstance(target, str) and URL_RE.match(target):
+        raise ValueError(
+            f"the round log is a file or a postgresql:// URL; got {redact_url(target)!r}"
+        )
+    path = Path(target).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path), str(path)
 
 
 def _base_url(text: str) -> str:
@@ -264,7 +286,12 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
         help="path prefix the app is served under, for a reverse proxy (default /)",
     )
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    parser.add_argument("--db", type=Path, default=None, help="round log (SQLite) to write to")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="round log to write to: a file (SQLite), or a postgresql:// URL shared by several "
+        "servers (default: $LABKIT_DB, else a file in the user data folder)",
+    )
     parser.add_argument(
         "--pipeline",
         type=Path,
@@ -336,12 +363,14 @@ def main_app(argv: Sequence[str] | None = None, *, prog: str = "labkit app") -> 
         parser.error(f"--pipeline is for the pipeline app; app {app.name!r} takes none")
     if not _free(args.port, args.ip):
         parser.error(f"port {args.port} on {args.ip} is in use; pick another with --port")
-    db = (args.db or _default_db()).expanduser().resolve()
-    db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db, db_shown = _log_target(args.db)
+    except ValueError as err:
+        parser.error(f"--db / $LABKIT_DB: {err}")
     threads = str(args.threads)
     token = secrets.token_hex(24)
     env.update(
-        LABKIT_DB=str(db),
+        LABKIT_DB=db,
         LABKIT_THREADS=threads,
         OMP_NUM_THREADS=threads,
         MKL_NUM_THREADS=threads,
@@ -359,7 +388,7 @@ def main_app(argv: Sequence[str] | None = None, *, prog: str = "labkit app") -> 
     )
     url = app_url(ip=args.ip, port=args.port, base_url=args.base_url, token=token)
     print(
-        f"labkit app {app.name}: starting on {args.ip}:{args.port} (round log: {db}) ...",
+        f"labkit app {app.name}: starting on {args.ip}:{args.port} (round log: {db_shown}) ...",
         flush=True,
     )
     proc = subprocess.Popen(cmd, env=env)

@@ -44,7 +44,7 @@ import torch
 
 from labkit.optim.base import RankOptimizer, check_flag, integer
 from labkit.ranking import Ranking, Ties, validate_ranking
-from labkit.store import Round, RoundLog
+from labkit.store import Round, RoundLog, is_database_url
 from labkit.tasks.base import Task
 
 __all__ = ["Session", "default_log_path"]
@@ -56,11 +56,14 @@ Judge = Callable[[torch.Tensor], Sequence[int]]
 _SNAPSHOTS = 8
 
 
-def default_log_path() -> Path:
-    """Where sessions log by default: ``$LABKIT_DB`` or ``<user data dir>/labkit/rounds.sqlite``."""
+def default_log_path() -> Path | str:
+    """Where sessions log by default: ``$LABKIT_DB`` or ``<user data dir>/labkit/rounds.sqlite``.
+
+    A ``$LABKIT_DB`` that is a ``postgresql://`` URL comes back as that string (a URL is no path).
+    """
     env = os.environ.get("LABKIT_DB")
     if env:
-        return Path(env)
+        return env if is_database_url(env) else Path(env)
     from platformdirs import user_data_path
 
     return user_data_path("labkit") / "rounds.sqlite"
@@ -108,7 +111,8 @@ class Session:
             (``score``) for the plot. Needed by :meth:`show`.
         judge: a machine judge for :meth:`run` (candidates → ranking). A judged session is
             not ranked by people: its :meth:`show` has no ranking widget.
-        log: a :class:`RoundLog` or a path to one; default :func:`default_log_path`.
+        log: a :class:`RoundLog`, a path to one, or a ``postgresql://`` URL (see
+            :class:`~labkit.store.RoundLog`); default :func:`default_log_path`.
         rater: who ranks (a person's id, ``"judge"``…), written on every row.
         name: a free-form name stored with the session (the app uses it).
         store_candidates: also store each round's candidate tensor in the log (large; the
@@ -160,9 +164,13 @@ class Session:
         if isinstance(log, RoundLog):
             self.log = log
         else:
-            path = Path(log).expanduser() if log is not None else default_log_path()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.log = RoundLog(path)
+            target = log if log is not None else default_log_path()
+            if is_database_url(target):
+                self.log = RoundLog(target)
+            else:
+                path = Path(target).expanduser()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.log = RoundLog(path)
         self._lock = threading.RLock()  # widget callbacks may arrive from another thread
         self._snapshots: list[dict[str, Any]] = []
         self._initial_state = optimizer.state_dict()  # undo past the snapshots replays from here
@@ -209,11 +217,15 @@ class Session:
         """
         if not isinstance(optimizer, RankOptimizer):
             raise ValueError(f"optimizer must be a labkit RankOptimizer; got {optimizer!r}")
-        if not isinstance(log, RoundLog):
+        if isinstance(log, RoundLog):
+            store = log
+        elif is_database_url(log):
+            store = RoundLog(log)  # (an empty database gets the log's tables, and no session)
+        else:
             path = Path(log).expanduser()
             if not path.is_file():  # never create an empty log just to say it has no session
                 raise ValueError(f"no round log at {str(path)!r} to resume session {session_id}")
-        store = log if isinstance(log, RoundLog) else RoundLog(path)
+            store = RoundLog(path)
         meta = store.session_meta(session_id)
         if optimizer.rounds or optimizer.pending:
             raise ValueError("resume needs a freshly made optimizer (no round asked or told yet)")

@@ -10,9 +10,10 @@ import torch
 
 from labkit.optim.zo_ranksgd import ZORankSGD
 from labkit.oracles import TopKJudge
-from labkit.session import Session
+from labkit.session import Session, default_log_path
 from labkit.store import Round, RoundLog
 from labkit.tasks.functions import FunctionTask
+from tests._postgres import PostgresServer
 from tests._round_log_v1 import copy_as_version_1
 
 
@@ -323,3 +324,39 @@ def test_resume_refuses_a_missing_log_without_creating_one(tmp_path: Path) -> No
     assert not missing.exists()
     with pytest.raises(ValueError, match="must be a labkit RankOptimizer"):
         Session.resume("x", log=missing, session_id="0" * 32)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("line_search", [0, 2])
+def test_a_session_in_postgres_resumes_bit_for_bit(
+    postgres: PostgresServer, line_search: int
+) -> None:
+    """The same replay as with a file, through a postgresql:// URL (never made into a Path)."""
+    url = postgres.fresh_log_url()
+    s = Session(_opt(line_search), log=url, rater="ada")
+    rng = np.random.default_rng(line_search)
+    for _ in range(9):
+        _answer(s, rng)
+    s.undo()
+    for _ in range(4):
+        _answer(s, rng)
+    assert s.log.path is None and any(r.ties for r in s.log.rounds(s.session_id))
+    resumed = Session.resume(_opt(line_search), log=url, session_id=s.session_id)
+    assert torch.equal(resumed.optimizer.x, s.optimizer.x)
+    assert resumed.history == s.history and resumed.round == 12
+    assert torch.equal(resumed.candidates(), s.candidates())
+    assert len(resumed.log.rounds(s.session_id, include_undone=True)) == 13  # the undone kept
+
+
+def test_labkit_db_may_name_a_postgres_database(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres.fresh_log_url()
+    monkeypatch.setenv("LABKIT_DB", url)
+    assert default_log_path() == url  # the URL as given, not a Path
+    s = Session(_opt(), judge=_judge())  # what the apps do: no log given
+    s.run(2, progress=False)
+    with RoundLog(url) as log:
+        assert log.sessions() == [s.session_id]
+        assert [r.round for r in log.rounds(s.session_id)] == [0, 1]
+    monkeypatch.setenv("LABKIT_DB", "~/runs/log.sqlite")
+    assert default_log_path() == Path("~/runs/log.sqlite")
