@@ -1,0 +1,276 @@
+"""Crowd sessions: rounds close at R votes or T seconds, the log replays every consensus exactly."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from labkit.consensus import RaterWeights
+from labkit.crowd import AlreadyRanked, CrowdSession, recompute
+from labkit.defaults import make_optimizer
+from labkit.session import Session
+from labkit.store import RoundLog
+from labkit.tasks.functions import FunctionTask
+
+
+class Clock:
+    """A wall clock that moves only when told (T is measured against logged times)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _task() -> FunctionTask:
+    return FunctionTask("sphere", image_size=64)
+
+
+def _opt(task: FunctionTask) -> Any:
+    return make_optimizer(task, task.x0(seed=0), seed=0)
+
+
+def _crowd(path: Path, *, raters: int = 3, seconds: float | None = 30.0, **kw: Any) -> CrowdSession:
+    task = _task()
+    return CrowdSession(
+        _opt(task), task=task, log=RoundLog(path), raters=raters, round_seconds=seconds, **kw
+    )
+
+
+def _answer(crowd: CrowdSession, rng: random.Random) -> list[int]:
+    """A random answer of the size the open round asks for."""
+    shown = crowd.current()
+    order = list(range(shown.m))
+    rng.shuffle(order)
+    return order[: shown.k or shown.m]
+
+
+def test_a_round_closes_when_r_raters_have_ranked(tmp_path: Path) -> None:
+    crowd = _crowd(tmp_path / "log.sqlite", raters=3)
+    x0 = crowd.optimizer.x.clone()
+    r = list(range(8))
+    crowd.submit("ada", r, round=0)
+    crowd.submit("bo", r, round=0)
+    assert crowd.round == 0 and crowd.status()["ranked"] == 2
+    assert torch.equal(crowd.optimizer.x, x0), "nothing is told before the round closes"
+    crowd.submit("cy", [1, 0, *r[2:]], round=0)
+    assert crowd.round == 1
+    (row,) = crowd.log.rounds(crowd.session_id)
+    assert row.rater == "consensus" and row.meta["crowd"]["closed_by"] == "raters"
+    assert [v[0] for v in row.meta["crowd"]["votes"]] == ["ada", "bo", "cy"]
+    assert row.ranking == tuple(r), "two of three put 0 before 1, all agree on the rest"
+    # Each raw ranking is in the rater's own session, under their id.
+    rater_rows = [
+        rr
+        for sid in crowd.log.sessions()
+        if crowd.log.session_meta(sid).get("crowd") == crowd.session_id
+        for rr in crowd.log.rounds(sid)
+    ]
+    assert sorted((rr.rater, rr.round) for rr in rater_rows) == [("ada", 0), ("bo", 0), ("cy", 0)]
+
+
+def test_a_round_closes_t_seconds_after_its_first_ranking_and_never_empty(tmp_path: Path) -> None:
+    clock = Clock()
+    crowd = _crowd(tmp_path / "log.sqlite", raters=5, seconds=30.0, clock=clock)
+    clock.now += 3600
+    assert not crowd.poll() and crowd.round == 0, "a round nobody ranked does not close"
+    clock.now = time.time()
+    vote = crowd.submit("ada", list(range(8)), round=0)
+    assert crowd.closes_at() == pytest.approx(vote.row.time_epoch + 30.0)
+    clock.now = vote.row.time_epoch + 29.9
+    crowd.poll()
+    assert crowd.round == 0
+    clock.now = vote.row.time_epoch + 30.0
+    assert crowd.poll() and crowd.round == 1
+    (row,) = crowd.log.rounds(crowd.session_id)
+    assert row.meta["crowd"]["closed_by"] == "time" and row.ranking == tuple(range(8))
+
+
+def test_a_late_ranking_is_logged_and_not_told(tmp_path: Path) -> None:
+    crowd = _crowd(tmp_path / "log.sqlite", raters=2)
+    crowd.submit("ada", list(range(8)), round=0)
+    crowd.submit("bo", list(range(8)), round=0)
+    assert crowd.round == 1
+    state = crowd.optimizer.state_dict()
+    late = crowd.submit("cy", list(range(8))[::-1], round=0)
+    assert late.late and late.row.meta == {"late": True} and late.row.round == 0
+    assert crowd.round == 1
+    assert torch.equal(crowd.optimizer.state_dict()["x"], state["x"])
+    assert [v.rater for v in crowd.votes(0)] == ["ada", "bo"]
+    assert crowd.status()["ranked"] == 0, "the late vote does not count for round 1"
+    stats = {s.rater: s for s in crowd.rater_stats()}
+    assert stats["cy"].late == 1 and stats["cy"].counted == 0
+    with pytest.raises(ValueError, match="not open yet"):
+        crowd.submit("ada", list(range(8)), round=5)
+
+
+def test_a_second_answer_to_a_round_is_refused(tmp_path: Path) -> None:
+    crowd = _crowd(tmp_path / "log.sqlite", raters=3)
+    crowd.submit("ada", list(range(8)), round=0)
+    with pytest.raises(AlreadyRanked, match="'ada' has ranked round 0 already"):
+        crowd.submit("ada", list(range(8))[::-1], round=0)
+    # Also through another process's view of the same log (its own cache knows nothing).
+    other = CrowdSession.join(
+        _opt(_task()), task=_task(), log=RoundLog(crowd.log.path), session_id=crowd.session_id
+    )
+    with pytest.raises(AlreadyRanked):
+        other.submit("ada", list(range(8)), round=0)
+    assert crowd.status()["ranked"] == 1
+    with pytest.raises(ValueError, match="rater name"):
+        crowd.submit("", list(range(8)), round=0)
+    with pytest.raises(ValueError, match="crowd's own"):
+        crowd.submit("consensus", list(range(8)), round=0)
+
+
+def test_a_rater_who_joins_late_gets_the_current_round(tmp_path: Path) -> None:
+    crowd = _crowd(tmp_path / "log.sqlite", raters=2)
+    rng = random.Random(0)
+    for _ in range(3):
+        r = crowd.round
+        crowd.submit("ada", _answer(crowd, rng), round=r)
+        crowd.submit("bo", _answer(crowd, rng), round=r)
+    assert crowd.round == 3
+    assert crowd.current().round == 3 and not crowd.has_ranked("zed", 3)
+    vote = crowd.submit("zed", _answer(crowd, rng), round=crowd.current().round)
+    assert not vote.late and crowd.has_ranked("zed", 3)
+    assert crowd.status()["ranked_by"] == ["zed"]
+
+
+def test_the_round_is_rendered_once_for_every_rater(tmp_path: Path) -> None:
+    crowd = _crowd(tmp_path / "log.sqlite", raters=2)
+    a, b = crowd.current(), crowd.current()
+    assert a is b and crowd.renders == 1 and len(a.items) == a.m
+    assert a.items[0].startswith(b"\x89PNG")
+    crowd.submit("ada", list(range(8)), round=0)
+    crowd.submit("bo", list(range(8)), round=0)
+    assert crowd.current().round == 1 and crowd.renders == 2
+
+
+def _run_rounds(crowd: CrowdSession, rounds: int, seed: int = 0) -> None:
+    """Raters of three kinds: two that agree, one random, one contrary; ties and none_better."""
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        shown = crowd.current()
+        r = shown.round
+        truth = list(range(shown.m))
+        rng.shuffle(truth)
+        k = shown.k or shown.m
+        crowd.submit("ada", truth[:k], round=r, ties=[1] if k > 2 else None)
+        if shown.incumbent is not None and rng.random() < 0.3:
+            crowd.submit("bo", round=r, none_better=True)
+        else:
+            crowd.submit("bo", truth[:k], round=r)
+        noise = truth[:]
+        rng.shuffle(noise)
+        crowd.submit("cy", noise[:k], round=r)
+        crowd.submit("dee", truth[::-1][:k], round=r)
+
+
+def test_the_consensus_replays_exactly_from_the_raw_rows(tmp_path: Path) -> None:
+    crowd = _crowd(tmp_path / "log.sqlite", raters=4)
+    _run_rounds(crowd, 12)
+    assert crowd.round == 12
+    rows = crowd.log.rounds(crowd.session_id)
+    assert [(r.ranking, r.ties) for r in rows] == recompute(crowd.log, crowd.session_id)
+    # A replay of the consensus session is the same iterate, bit for bit.
+    resumed = Session.resume(_opt(_task()), log=crowd.log, session_id=crowd.session_id)
+    assert torch.equal(resumed.optimizer.x, crowd.optimizer.x)
+    # So is a crowd joined from the log, weights included.
+    joined = CrowdSession.join(
+        _opt(_task()), task=_task(), log=crowd.log, session_id=crowd.session_id
+    )
+    assert torch.equal(joined.optimizer.x, crowd.optimizer.x)
+    assert joined.weights.state_dict() == crowd.weights.state_dict()
+    # The τ in the log are the ones RaterWeights was given; the contrary rater lost weight.
+    replay = RaterWeights()
+    for row in rows:
+        for (rater, _, _), tau in zip(
+            row.meta["crowd"]["votes"], row.meta["crowd"]["taus"], strict=True
+        ):
+            replay.update(rater, tau)
+    assert replay.state_dict() == crowd.weights.state_dict()
+    w = {s.rater: s.weight for s in crowd.rater_stats()}
+    assert w["dee"] < w["cy"] < w["ada"], w
+
+
+def test_recompute_reads_the_raw_rows(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    crowd = _crowd(path, raters=2)
+    crowd.submit("ada", [0, 1, 2, 3, 4, 5, 6, 7], round=0)
+    vote = crowd.submit("bo", [0, 1, 2, 3, 4, 5, 6, 7], round=0)
+    (row,) = crowd.log.rounds(crowd.session_id)
+    assert recompute(crowd.log, crowd.session_id) == [(row.ranking, row.ties)]
+    # Rewrite bo's raw row behind the log's back: the recomputed consensus no longer matches.
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE rounds SET ranking = ? WHERE seq = ?",
+            (json.dumps(list(range(8))[::-1]), vote.seq),
+        )
+    assert recompute(RoundLog(path), crowd.session_id) != [(row.ranking, row.ties)]
+
+
+def test_two_crowd_processes_on_one_log_stay_in_lockstep(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    clock = Clock()
+    a = _crowd(path, raters=3, seconds=20.0, clock=clock)
+    b = CrowdSession.join(
+        _opt(_task()), task=_task(), log=RoundLog(path), session_id=a.session_id, clock=clock
+    )
+    rng = random.Random(1)
+    for rnd in range(6):
+        sa, sb = a.current(), b.current()
+        assert sa.round == sb.round == rnd and sa.items == sb.items
+        servers = [a, b, a] if rnd % 2 else [b, a, b]
+        for name, server in zip(("ada", "bo", "cy"), servers, strict=True):
+            if rnd == 3 and name == "cy":
+                break  # round 3 closes at T instead
+            server.submit(name, _answer(server, rng), round=rnd)
+        if rnd == 3:
+            clock.now = time.time() + 21.0
+        a.poll()
+        b.poll()
+        assert a.round == b.round == rnd + 1
+        assert torch.equal(a.optimizer.x, b.optimizer.x)
+    rows = a.log.rounds(a.session_id)
+    assert [r.round for r in rows] == list(range(6))
+    assert rows[3].meta["crowd"]["closed_by"] == "time"
+    assert a.weights.state_dict() == b.weights.state_dict()
+    assert [(r.ranking, r.ties) for r in rows] == recompute(a.log, a.session_id)
+
+
+def test_two_processes_closing_the_same_round_agree_on_the_winner(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    clock = Clock()
+    a = _crowd(path, raters=5, seconds=10.0, clock=clock)
+    b = CrowdSession.join(
+        _opt(_task()), task=_task(), log=RoundLog(path), session_id=a.session_id, clock=clock
+    )
+    a.submit("ada", list(range(8)), round=0)
+    b.submit("bo", list(range(8))[::-1], round=0)
+    b.poll()  # b knows both votes; a only its own
+    clock.now = time.time() + 11.0
+    b.poll()  # b closes with two votes
+    a.poll()  # a reads b's row rather than closing with its own view
+    assert a.round == b.round == 1
+    (row,) = a.log.rounds(a.session_id)
+    assert [v[0] for v in row.meta["crowd"]["votes"]] == ["ada", "bo"]
+    assert torch.equal(a.optimizer.x, b.optimizer.x)
+    # A close attempt that loses the race to the log adopts the winner's row.
+    a.submit("ada", list(range(8)), round=1)
+    b.poll()
+    c = CrowdSession.join(
+        _opt(_task()), task=_task(), log=RoundLog(path), session_id=a.session_id, clock=clock
+    )
+    clock.now = time.time() + 30.0
+    a.poll()  # a closes round 1
+    c._close_if_due()  # c, which has not read a's row, tries to close round 1 too and loses
+    assert c.round == 2 and len(c.log.rounds(c.session_id)) == 2
+    assert torch.equal(a.optimizer.x, c.optimizer.x)
