@@ -642,7 +642,7 @@ def train(
     seed: int = 0,
     batch_size: int = 64,
     lr: float = 2e-3,
-    p_uncond: float = 0.1,
+    p_uncond: float = 0.3,
     ema_decay: float = 0.999,
     threads: int | None = 2,
     progress: bool = True,

@@ -219,10 +219,9 @@ def test_unconditional_samples_at_the_app_settings_look_like_digits(
 ) -> None:
     """The digits app samples unconditionally (the null class) at INTERACTIVE_STEPS.
 
-    Share of samples the classifier gives some digit with p >= 0.5: 0.83 on these 200 latents
-    (0.86 at 10 steps; 0.85 at both on 500, the model card); real digits score 0.96, so the gap is
-    the unconditional model's, not the step count's. The floor catches a broken sampler; every
-    digit must appear.
+    Share of samples the classifier gives some digit with p >= 0.5: 0.91 on these 200 latents
+    (0.93 on 500, the model card; real digits score 0.96). The floor (0.85, above the 0.83 the first
+    weights reached here) catches a broken sampler or weights; every digit must appear.
     """
     from labkit.models.digits import NULL_CLASS
 
@@ -236,7 +235,7 @@ def test_unconditional_samples_at_the_app_settings_look_like_digits(
     )
     probs = classifier.probabilities(images)
     share = float((probs.max(dim=1).values >= 0.5).float().mean())
-    assert share >= 0.75, share
+    assert share >= 0.85, share
     counts = torch.bincount(probs.argmax(dim=1), minlength=NUM_CLASSES)
     assert int(counts.min()) >= 5, counts.tolist()
 
