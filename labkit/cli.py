@@ -113,8 +113,11 @@ def _export(argv: list[str], *, prog: str) -> int:
     if args.format is None and Path(args.out).suffix not in (".parquet", ".jsonl"):
         parser.error(f"cannot tell the format from --out {args.out!r}: give --format")
 
+    from labkit._log_target import is_database_url, redact_url
+
     db: str = args.db
-    if not db.startswith(("postgresql://", "postgres://")) and not Path(db).expanduser().is_file():
+    shown = redact_url(db) if is_database_url(db) else db  # never print a password
+    if not is_database_url(db) and not Path(db).expanduser().is_file():
         # RoundLog would create an empty log there: say what is missing instead.
         parser.error(f"no round log at {db!r}")
     try:
@@ -135,11 +138,11 @@ def _export(argv: list[str], *, prog: str) -> int:
         known = log.sessions()
         unknown = [sid for sid in args.sessions or () if sid not in known]
         if unknown:
-            parser.error(f"no session {', '.join(unknown)} in {db!r} (it has {len(known)})")
+            parser.error(f"no session {', '.join(unknown)} in {shown!r} (it has {len(known)})")
         dataset = to_dataset(log, sessions=args.sessions, shape=args.shape)
     if len(dataset) == 0:
         which = "the sessions asked for have" if args.sessions else "it has"
-        parser.error(f"nothing to export from {db!r}: {which} no live rounds")
+        parser.error(f"nothing to export from {shown!r}: {which} no live rounds")
     out = write_dataset(dataset, args.out, format=args.format)
     print(f"wrote {len(dataset)} {args.shape} rows to {out}")
     return 0

@@ -110,6 +110,10 @@ from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
 
 if TYPE_CHECKING:
     import pandas as pd
+    from datasets import Dataset
+
+    from labkit.dataset import Renderer
+    from labkit.optim.base import RankOptimizer
 
 __all__ = [
     "ANSWERS",
@@ -1038,6 +1042,26 @@ class RoundLog:
         df["seed"] = df["seed"].astype(object)
         df["undone"] = df["undone"].astype(bool)
         return df
+
+    def to_dataset(
+        self,
+        *,
+        sessions: Sequence[str] | None = None,
+        shape: str = "pairwise",
+        images: str | None = None,
+        render: Renderer | None = None,
+        replay: RankOptimizer | Mapping[str, RankOptimizer] | None = None,
+    ) -> Dataset:
+        """The live rounds (undone ones left out) as a Hugging Face ``datasets.Dataset``.
+
+        Pairs (``chosen``/``rejected``), rankings or raters, optionally with images; see
+        :func:`labkit.dataset.to_dataset`, which this calls with the same arguments.
+        """
+        from labkit.dataset import to_dataset  # imports `datasets` only when called
+
+        return to_dataset(
+            self, sessions=sessions, shape=shape, images=images, render=render, replay=replay
+        )
 
     def export_csv(
         self,

@@ -65,6 +65,7 @@ PAIRS_A = {
 def test_pairs_of_every_kind_of_answer_and_undone_rounds_left_out(tmp_path: Path) -> None:
     log, a, b = _hand_made(tmp_path / "log.sqlite")
     ds = to_dataset(log)
+    assert log.to_dataset().to_list() == ds.to_list()  # the RoundLog method is the same call
     assert ds.column_names == [
         "session_id", "round", "rater", "prompt", "chosen_index", "rejected_index",
     ]  # fmt: skip
