@@ -168,3 +168,21 @@ def test_token_cap_headers_and_culling(capped_app: str) -> None:
     assert app.server_status(link)["kernels"] == 0
     status, _, _ = _get(link)
     assert status == 200, "room again once the kernel was culled"
+
+
+def test_the_round_log_is_given_db_else_labkit_db_and_a_url_passes_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the kernels get as LABKIT_DB, and what labkit app prints for it."""
+    url = "postgresql://ada:s3cret@db.example:5432/labkit"
+    db, shown = app._log_target(url)
+    assert db == url and "s3cret" not in shown and "db.example:5432/labkit" in shown
+    monkeypatch.setenv("LABKIT_DB", str(tmp_path / "sub" / "env.sqlite"))
+    db, shown = app._log_target(None)  # no --db: $LABKIT_DB
+    assert db == shown == str((tmp_path / "sub" / "env.sqlite").resolve())
+    assert (tmp_path / "sub").is_dir()  # its folder is made, the file is not
+    monkeypatch.setenv("LABKIT_DB", url)
+    assert app._log_target(None)[0] == url  # a URL in the environment stays a URL
+    assert app._log_target(str(tmp_path / "given.sqlite"))[0].endswith("given.sqlite")
+    with pytest.raises(ValueError, match=r"a file or a postgresql:// URL; got 'mysql://ada@h/x'"):
+        app._log_target("mysql://ada:pw@h/x")
