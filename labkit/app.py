@@ -319,6 +319,32 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads", type=int, default=1, help="compute threads per kernel (default 1)"
     )
+    crowd = parser.add_argument_group(
+        "crowd", "several raters rank one shared session (docs/crowd.md); apps: quickstart, digits"
+    )
+    crowd.add_argument(
+        "--crowd",
+        nargs="?",
+        const="new",
+        default=None,
+        metavar="SESSION",
+        help="serve one crowd session instead of a kernel per visitor; --crowd SESSION joins the "
+        "crowd of that id in --db (a second server on the same log)",
+    )
+    crowd.add_argument(
+        "--raters",
+        type=int,
+        default=5,
+        metavar="R",
+        help="a crowd round closes when R rankings are in (default 5)",
+    )
+    crowd.add_argument(
+        "--round-seconds",
+        type=float,
+        default=60.0,
+        metavar="T",
+        help="... or T seconds after its first ranking (default 60; 0: no time limit)",
+    )
     return parser
 
 
@@ -367,6 +393,8 @@ def main_app(argv: Sequence[str] | None = None, *, prog: str = "labkit app") -> 
         db, db_shown = _log_target(args.db)
     except ValueError as err:
         parser.error(f"--db / $LABKIT_DB: {err}")
+    if args.crowd is not None:
+        return _main_crowd(args, parser, db=db, db_shown=db_shown)
     threads = str(args.threads)
     token = secrets.token_hex(24)
     env.update(
@@ -426,6 +454,31 @@ def main_app(argv: Sequence[str] | None = None, *, prog: str = "labkit app") -> 
         signal.signal(signal.SIGTERM, previous)
         if proc.poll() is None:
             proc.kill()
+
+
+def _main_crowd(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, *, db: str, db_shown: str
+) -> int:
+    """``labkit app NAME --crowd``: one process serves the crowd (labkit._crowd_server)."""
+    from labkit._crowd_server import CROWD_APPS, main_crowd
+
+    if args.name not in CROWD_APPS:
+        parser.error(f"--crowd: no crowd for app {args.name!r}; crowds: {', '.join(CROWD_APPS)}")
+    if args.raters < 1 or args.round_seconds < 0:
+        parser.error("--raters must be >= 1 and --round-seconds >= 0")
+    return main_crowd(
+        args.name,
+        db=db,
+        db_shown=db_shown,
+        ip=args.ip,
+        port=args.port,
+        base_url=args.base_url,
+        raters=args.raters,
+        round_seconds=args.round_seconds or None,
+        join=None if args.crowd == "new" else args.crowd,
+        open_browser=not args.no_browser,
+        threads=args.threads,
+    )
 
 
 def _writable_notebooks() -> Path:

@@ -6,12 +6,15 @@ import json
 import random
 import sqlite3
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from labkit._crowd_server import CrowdServer
 from labkit.consensus import RaterWeights
 from labkit.crowd import AlreadyRanked, CrowdSession, recompute
 from labkit.defaults import make_optimizer
@@ -274,3 +277,101 @@ def test_two_processes_closing_the_same_round_agree_on_the_winner(tmp_path: Path
     c._close_if_due()  # c, which has not read a's row, tries to close round 1 too and loses
     assert c.round == 2 and len(c.log.rounds(c.session_id)) == 2
     assert torch.equal(a.optimizer.x, c.optimizer.x)
+
+
+# ---- the server (HTTP, no browser) -------------------------------------------------------------
+
+
+def _request(
+    server: Any, path: str, body: Any = None, *, rater: str = "ada", token: str | None = None
+) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        server.url + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Authorization": f"token {server.token if token is None else token}",
+            "Cookie": f"labkit_rater={rater}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            data = reply.read()
+            status = reply.status
+    except urllib.error.HTTPError as err:
+        data, status = err.read(), err.code
+    try:
+        return status, json.loads(data)
+    except ValueError:
+        return status, data
+
+
+def test_the_server_needs_the_token_and_answers_each_rater(tmp_path: Path) -> None:
+    crowd = _crowd(tmp_path / "log.sqlite", raters=2, seconds=None)
+    server = CrowdServer(crowd, token="s3cret").start()
+    try:
+        assert server.link == f"http://127.0.0.1:{server.port}/?token=s3cret"
+        assert _request(server, "", token="wrong")[0] == 403
+        assert _request(server, "api/status", token="")[0] == 403
+        status, page = _request(server, "")
+        assert status == 200 and b'src="static/crowd.js"' in page
+        status, state = _request(server, "api/round")
+        assert status == 200 and (state["round"], state["ranked"], state["raters"]) == (0, 0, 2)
+        status, png = _request(server, "api/item/0/0")
+        assert status == 200 and png == crowd.current().items[0]
+        assert _request(server, "api/item/1/0")[0] == 404
+        order = list(range(8))
+        assert _request(server, "api/submit", {"round": 0, "ranking": order})[1]["taken"]
+        status, refused = _request(server, "api/submit", {"round": 0, "ranking": order})
+        assert status == 409 and "already" in refused["error"]
+        status, refused = _request(
+            server, "api/submit", {"round": 0, "ranking": [0, 0]}, rater="bo"
+        )
+        assert status == 400 and "twice" in refused["error"]
+        assert _request(server, "api/round", rater="ada")[1]["you_ranked"]
+        assert not _request(server, "api/round", rater="bo")[1]["you_ranked"]
+        status, taken = _request(server, "api/submit", {"round": 0, "ranking": order}, rater="bo")
+        assert status == 200 and not taken["late"]
+        deadline = time.monotonic() + 10
+        while _request(server, "api/round")[1]["round"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        status, late = _request(server, "api/submit", {"round": 0, "ranking": order}, rater="cy")
+        assert status == 200 and late["late"]
+        status, info = _request(server, "api/status")
+        assert info["renders"] == 2 and {r["rater"] for r in info["rater_stats"]} == {
+            "ada",
+            "bo",
+            "cy",
+        }
+    finally:
+        server.stop()
+
+
+def test_two_servers_on_one_log_serve_one_crowd(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    a = _crowd(path, raters=4, seconds=None)
+    b = CrowdSession.join(_opt(_task()), task=_task(), log=RoundLog(path), session_id=a.session_id)
+    servers = [CrowdServer(c, token="t0ken", poll_s=0.05).start() for c in (a, b)]
+    try:
+        rng = random.Random(3)
+        for rnd in range(3):
+            for i, name in enumerate(("ada", "bo", "cy", "dee")):
+                server = servers[i % 2]
+                state = _request(server, "api/round", rater=name)[1]
+                assert state["round"] == rnd, (name, state)
+                order = list(range(state["m"]))
+                rng.shuffle(order)
+                body = {"round": rnd, "ranking": order[: state["k"] or state["m"]]}
+                assert _request(server, "api/submit", body, rater=name)[0] == 200
+            deadline = time.monotonic() + 10
+            while {_request(s, "api/round")[1]["round"] for s in servers} != {rnd + 1}:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert torch.equal(a.optimizer.x, b.optimizer.x)
+        assert len(a.log.rounds(a.session_id)) == 3
+        rows = a.log.rounds(a.session_id)
+        assert [len(r.meta["crowd"]["votes"]) for r in rows] == [4, 4, 4]
+    finally:
+        for server in servers:
+            server.stop()
