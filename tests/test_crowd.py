@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from labkit._crowd_server import CrowdServer
+from labkit._crowd_server import CrowdServer, build_crowd
 from labkit.consensus import RaterWeights
 from labkit.crowd import AlreadyRanked, CrowdSession, recompute
 from labkit.defaults import make_optimizer
@@ -375,3 +375,25 @@ def test_two_servers_on_one_log_serve_one_crowd(tmp_path: Path) -> None:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.mark.parametrize("app", ["quickstart", "digits"])
+def test_the_apps_crowds_build_and_a_second_server_joins_them(tmp_path: Path, app: str) -> None:
+    path = tmp_path / "log.sqlite"
+    crowd = build_crowd(app, log=path, raters=1, round_seconds=None)
+    shown = crowd.current()
+    assert shown.items[0].startswith(b"\x89PNG") and crowd.renders == 1
+    crowd.submit("ada", list(range(shown.m))[: shown.k or shown.m], round=0)
+    assert crowd.round == 1
+    other = build_crowd(
+        app, log=RoundLog(path), raters=1, round_seconds=None, join=crowd.session_id
+    )
+    assert torch.equal(other.optimizer.x, crowd.optimizer.x) and other.round == 1
+    with pytest.raises(ValueError, match="not a crowd of app"):
+        build_crowd(
+            "digits" if app == "quickstart" else "quickstart",
+            log=path,
+            raters=1,
+            round_seconds=None,
+            join=crowd.session_id,
+        )
