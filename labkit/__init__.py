@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names below are, for type checkers and editors
+    from labkit.crowd import CrowdSession
     from labkit.dataset import to_dataset
     from labkit.defaults import make_optimizer
     from labkit.optim import CMAES, OptimizeResult, RankOptimizer, ZORankSGD, optimize
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CMAES",
     "ControlTask",
+    "CrowdSession",
     "DigitsTask",
     "FunctionTask",
     "NoisyJudge",
@@ -68,6 +70,7 @@ _LAZY = {
     "Session": "labkit.session",
     "RoundLog": "labkit.store",
     "to_dataset": "labkit.dataset",
+    "CrowdSession": "labkit.crowd",
     "FunctionTask": "labkit.tasks.functions",
     "ControlTask": "labkit.tasks.control",
     "DigitsTask": "labkit.tasks.diffusion",

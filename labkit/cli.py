@@ -22,6 +22,7 @@ _BENCHES = {
     "diffusion": ("labkit.bench.diffusion", "rounds to steer digits latents to a judge's target"),
     "steer": ("labkit.bench.steer", "simulated people with a target in mind: rounds they need"),
     "load": ("labkit.bench.load", "many visitors ranking in one labkit app at once, in chromium"),
+    "crowd": ("labkit.bench.crowd", "30 simulated raters in one crowd session: memory, renders"),
 }
 
 
