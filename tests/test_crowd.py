@@ -41,7 +41,9 @@ def _opt(task: FunctionTask) -> Any:
     return make_optimizer(task, task.x0(seed=0), seed=0)
 
 
-def _crowd(path: Path, *, raters: int = 3, seconds: float | None = 30.0, **kw: Any) -> CrowdSession:
+def _crowd(
+    path: Path | str, *, raters: int = 3, seconds: float | None = 30.0, **kw: Any
+) -> CrowdSession:
     task = _task()
     return CrowdSession(
         _opt(task), task=task, log=RoundLog(path), raters=raters, round_seconds=seconds, **kw
@@ -348,12 +350,20 @@ def test_the_server_needs_the_token_and_answers_each_rater(tmp_path: Path) -> No
         server.stop()
 
 
-def test_two_servers_on_one_log_serve_one_crowd(tmp_path: Path) -> None:
-    path = tmp_path / "log.sqlite"
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_servers_on_one_log_serve_one_crowd(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Two app servers, two ports, one crowd: a shared file, or a shared PostgreSQL database
+    (the issue's case of several machines: each server talks to the database alone)."""
+    path: Path | str = tmp_path / "log.sqlite"
+    if backend == "postgresql":
+        path = request.getfixturevalue("postgres").fresh_log_url()
     a = _crowd(path, raters=4, seconds=None)
     b = CrowdSession.join(_opt(_task()), task=_task(), log=RoundLog(path), session_id=a.session_id)
     servers = [CrowdServer(c, token="t0ken", poll_s=0.05).start() for c in (a, b)]
     try:
+        assert servers[0].port != servers[1].port
         rng = random.Random(3)
         for rnd in range(3):
             for i, name in enumerate(("ada", "bo", "cy", "dee")):
