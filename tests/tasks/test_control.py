@@ -22,8 +22,9 @@ from labkit.executors import split  # noqa: E402
 from labkit.optim.base import optimize  # noqa: E402
 from labkit.optim.zo_ranksgd import ZORankSGD  # noqa: E402
 from labkit.oracles import TopKJudge  # noqa: E402
+from labkit.tasks._control_views import _n_frames  # noqa: E402
 from labkit.tasks.base import Task  # noqa: E402
-from labkit.tasks.control import ControlTask, _n_frames  # noqa: E402
+from labkit.tasks.control import ControlTask  # noqa: E402
 
 
 def _random(task: ControlTask, m: int, seed: int, scale: float = 0.5) -> torch.Tensor:
@@ -322,7 +323,7 @@ def test_stick_view_shows_the_path_not_only_the_last_pose() -> None:
     # Two rollouts that end in the same pose but got there differently (the second one's root
     # went 3 m further along x) must end in different frames: the trail, the read-out and the
     # progress strip come from the whole path.
-    from labkit.tasks import control
+    from labkit.tasks import _control_views, control
 
     task = ControlTask("HalfCheetah-v5", horizon=40, seed=0)
     spec = task._spec
@@ -331,12 +332,12 @@ def test_stick_view_shows_the_path_not_only_the_last_pose() -> None:
     moved = rec.path.copy()
     moved[:, 0] += np.linspace(0.0, 3.0, len(moved))
     env = control._envs(spec, 1, None)[0]
-    a = _last_frame(control._draw_stick(spec, env, rec))
-    b = _last_frame(control._draw_stick(spec, env, dataclasses.replace(rec, path=moved)))
+    a = _last_frame(_control_views._draw_stick(spec, env, rec))
+    b = _last_frame(_control_views._draw_stick(spec, env, dataclasses.replace(rec, path=moved)))
     strip = slice(-16, None)  # under the ground: the progress strip (measured 5.5 here)
     assert np.abs(a[strip] - b[strip]).mean() > 1.0
     assert (a[:12, :60] != b[:12, :60]).any()  # the read-out, top left
-    assert np.array_equal(a, _last_frame(control._draw_stick(spec, env, rec)))
+    assert np.array_equal(a, _last_frame(_control_views._draw_stick(spec, env, rec)))
 
 
 def test_split_is_used_for_chunks() -> None:
