@@ -286,7 +286,10 @@ class CrowdSession:
             raise ValueError(
                 f"session {session_id!r} of {store!r} is not a crowd's consensus session"
             )
-        Session.resume(optimizer, log=store, session_id=session_id)  # replays into optimizer
+        # The rows resume replays are the ones the optimizer knows; another process may append
+        # more meanwhile, so only those are taken here and the rest are adopted (and checked)
+        # one by one, as any later row is.
+        replayed = Session.resume(optimizer, log=store, session_id=session_id).round
         crowd = cls(
             optimizer,
             task=task,
@@ -298,9 +301,10 @@ class CrowdSession:
             _session_id=session_id,
         )
         with crowd._lock:
-            for row in store.rounds(session_id, with_candidates=False):
+            for row in store.rounds(session_id, with_candidates=False)[:replayed]:
                 crowd._rows.append(row)
                 crowd._learn(row)
+            crowd._sync_consensus()
             crowd._read_votes()
         return crowd
 

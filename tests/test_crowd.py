@@ -281,6 +281,33 @@ def test_two_processes_closing_the_same_round_agree_on_the_winner(tmp_path: Path
     assert torch.equal(a.optimizer.x, c.optimizer.x)
 
 
+def test_joining_while_another_process_closes_a_round_keeps_the_optimizer_in_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round closed between join's replay and its read of the rows is adopted, not skipped."""
+    a = _crowd(tmp_path / "log.sqlite", raters=1, seconds=None)
+    a.submit("ada", list(range(8)), round=0)
+    resume = Session.resume
+
+    def racing(*args: Any, **kw: Any) -> Session:
+        out = resume(*args, **kw)
+        a.submit("ada", _answer(a, random.Random(0)), round=1)  # a closes round 1 meanwhile
+        return out
+
+    monkeypatch.setattr(Session, "resume", staticmethod(racing))
+    b = CrowdSession.join(
+        _opt(_task()), task=_task(), log=RoundLog(a.log.path), session_id=a.session_id
+    )
+    monkeypatch.undo()
+    assert a.round == b.round == 2
+    assert torch.equal(a.optimizer.x, b.optimizer.x)
+    assert b.optimizer.round_seed == a.optimizer.round_seed
+    assert b.weights.state_dict() == a.weights.state_dict()
+    b.submit("bo", _answer(b, random.Random(1)), round=2)  # b closes round 2, as a would
+    a.poll()
+    assert a.round == b.round == 3 and torch.equal(a.optimizer.x, b.optimizer.x)
+
+
 # ---- the server (HTTP, no browser) -------------------------------------------------------------
 
 
