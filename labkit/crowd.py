@@ -56,6 +56,7 @@ other = CrowdSession.join(make_optimizer(task, x0, seed=0), task=task, log=crowd
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -82,6 +83,8 @@ __all__ = [
     "check_rater",
     "recompute",
 ]
+
+_log = logging.getLogger(__name__)
 
 #: The rater id of a consensus row.
 CONSENSUS_RATER = "consensus"
@@ -380,7 +383,9 @@ class CrowdSession:
         a round not open yet is a ValueError. ``none_better=True`` answers "none of these is
         better than the current one" (its ranking is the round's incumbent). Raises
         :class:`AlreadyRanked` when the rater answered that round already, ValueError for a bad
-        ranking; nothing is logged then. Returns once the row is committed.
+        ranking; nothing is logged then. Returns once the row is committed: if closing the round
+        then fails, the error goes to the ``labkit.crowd`` logger and the next :meth:`poll`
+        retries the close.
         """
         name = check_rater(rater)
         rnd = integer(round)
@@ -449,7 +454,18 @@ class CrowdSession:
             if late:
                 stats.late += 1
             self.version += 1
-            self._close_if_due()
+            # The vote is committed: the rater must be told so whatever closing does. A close
+            # that fails (a locked log, a row that does not fit) is retried by the next poll().
+            try:
+                self._close_if_due()
+            except Exception:
+                _log.exception(
+                    "crowd %s: closing round %d after %r's vote failed; the vote is logged, the "
+                    "next poll retries the close",
+                    self.session_id,
+                    self.round,
+                    name,
+                )
             return Vote(name, row, late)
 
     def poll(self) -> bool:

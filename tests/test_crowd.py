@@ -308,6 +308,30 @@ def test_joining_while_another_process_closes_a_round_keeps_the_optimizer_in_ste
     assert a.round == b.round == 3 and torch.equal(a.optimizer.x, b.optimizer.x)
 
 
+def test_a_logged_vote_is_taken_even_when_closing_the_round_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rater is told their committed vote was taken; the next poll() closes the round."""
+    crowd = _crowd(tmp_path / "log.sqlite", raters=1, seconds=None)
+    append = crowd.log.append
+
+    def locked(sid: str, **kw: Any) -> Any:
+        if sid == crowd.session_id:  # the consensus row, not the vote
+            raise sqlite3.OperationalError("database is locked")
+        return append(sid, **kw)
+
+    monkeypatch.setattr(crowd.log, "append", locked)
+    vote = crowd.submit("ada", list(range(8)), round=0)
+    assert not vote.late and vote.round == 0 and crowd.round == 0
+    assert "database is locked" in caplog.text and "closing round 0" in caplog.text
+    with pytest.raises(AlreadyRanked):
+        crowd.submit("ada", list(range(8)), round=0)
+    monkeypatch.undo()
+    assert crowd.poll() and crowd.round == 1
+    (row,) = crowd.log.rounds(crowd.session_id)
+    assert row.meta["crowd"]["votes"] == [["ada", vote.row.session_id, vote.seq]]
+
+
 # ---- the server (HTTP, no browser) -------------------------------------------------------------
 
 
