@@ -21,7 +21,8 @@ renders each round once and hands the same bytes to every rater over HTTP (torna
 
 **Token.** Every request needs the token: ``?token=`` in the link (the page then sets a cookie,
 ``labkit_crowd_<port>``, so the page's own requests carry it), the cookie, or an
-``Authorization: token ...`` header. Anything else is a short 403. The server listens on
+``Authorization: token ...`` header. Anything else is a short 403. The server's log lines
+name a request by its method and path, never its query. The server listens on
 127.0.0.1 unless told otherwise; ``labkit app --crowd`` prints the link once the server answers.
 
 **Raters.** A rater is a name: the page's name field, or a random ``rater-xxxxxx`` the server
@@ -53,11 +54,13 @@ import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import tornado.httpserver
 import tornado.ioloop
 import tornado.locks
+import tornado.log
 import tornado.netutil
 import tornado.web
 
@@ -404,6 +407,22 @@ class _Base(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("Referrer-Policy", "no-referrer")
         self.set_header("X-Frame-Options", "SAMEORIGIN")
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Tornado's, with the method and path in place of the URI (its query may hold the
+        token, which must never reach the server's log)."""
+        where = f"{self.request.method} {self.request.path}"
+        if isinstance(value, tornado.web.HTTPError):
+            if value.log_message:
+                message = value.log_message % value.args if value.args else value.log_message
+                tornado.log.gen_log.warning("%d %s: %s", value.status_code, where, message)
+        else:
+            tornado.log.app_log.error("Uncaught exception %s", where, exc_info=value)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         text = {

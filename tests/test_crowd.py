@@ -401,6 +401,33 @@ def test_the_server_needs_the_token_and_answers_each_rater(tmp_path: Path) -> No
         server.stop()
 
 
+def test_the_server_never_logs_the_token(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Refusals and failures are logged by status, method and path; the query stays out."""
+    crowd = _crowd(tmp_path / "log.sqlite", raters=2, seconds=None)
+    server = CrowdServer(crowd, token="s3cret").start()
+    caplog.set_level("DEBUG")
+    try:
+        # A 400 that tornado logs with its message (no rater), the token in the query.
+        assert _request(server, "api/round?token=s3cret", rater="", token="")[0] == 400
+
+        def broken() -> Any:
+            raise RuntimeError("the log went away")
+
+        monkeypatch.setattr(crowd, "status", broken)
+        assert _request(server, "api/status?token=s3cret", token="")[0] == 500
+    finally:
+        server.stop()
+    logged = caplog.text + capfd.readouterr().err
+    assert "400 GET /api/round" in logged and "no rater" in logged
+    assert "500 GET /api/status" in logged and "the log went away" in logged
+    assert "s3cret" not in logged
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_servers_on_one_log_serve_one_crowd(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
