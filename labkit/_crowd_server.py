@@ -397,13 +397,20 @@ class _Base(tornado.web.RequestHandler):
         return f"labkit_crowd_{self.server.port}"
 
     def prepare(self) -> None:
+        token = self.server.token.encode()
+
+        def matches(candidate: str) -> bool:
+            # As bytes: compare_digest refuses a str with non-ASCII characters (a TypeError).
+            return bool(candidate) and hmac.compare_digest(candidate.encode(), token)
+
         given = self.get_query_argument("token", "")
-        from_header = self.request.headers.get("Authorization", "")
-        candidates = [given, self.get_cookie(self._cookie, ""), from_header.removeprefix("token ")]
-        if not any(c and hmac.compare_digest(c, self.server.token) for c in candidates):
-            raise tornado.web.HTTPError(403)
-        if given:
+        if matches(given):
+            # Only the link's token becomes the cookie: a wrong ?token= never replaces a good one.
             self.set_cookie(self._cookie, given, httponly=True, samesite="Strict")
+        else:
+            from_header = self.request.headers.get("Authorization", "").removeprefix("token ")
+            if not (matches(self.get_cookie(self._cookie, "")) or matches(from_header)):
+                raise tornado.web.HTTPError(403)
         self.set_header("Cache-Control", "no-store")
         self.set_header("Referrer-Policy", "no-referrer")
         self.set_header("X-Frame-Options", "SAMEORIGIN")

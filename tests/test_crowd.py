@@ -428,6 +428,28 @@ def test_the_server_never_logs_the_token(
     assert "s3cret" not in logged
 
 
+def test_the_token_check_refuses_any_wrong_token_and_keeps_a_good_cookie(tmp_path: Path) -> None:
+    crowd = _crowd(tmp_path / "log.sqlite", raters=2, seconds=None)
+    server = CrowdServer(crowd, token="s3cret").start()
+    cookie = f"labkit_crowd_{server.port}"
+    try:
+        # A non-ASCII token is a wrong token (403), not a failure of the comparison (500).
+        assert _request(server, "?token=%C3%A9", token="")[0] == 403
+        assert _request(server, "api/status", token="\u00e9")[0] == 403
+        # The link's token is kept as the cookie; a wrong ?token= beside a good cookie is let
+        # through by the cookie and leaves it as it was.
+        with urllib.request.urlopen(server.link, timeout=30) as reply:
+            assert f"{cookie}=s3cret" in reply.headers["Set-Cookie"]
+        request = urllib.request.Request(
+            server.url + "?token=wrong", headers={"Cookie": f"{cookie}=s3cret"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert reply.status == 200
+            assert not any(cookie in c for c in reply.headers.get_all("Set-Cookie") or [])
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_servers_on_one_log_serve_one_crowd(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
