@@ -367,7 +367,8 @@ class CrowdServer:
                 (b + "operator", _PageHandler, {**args, "page": "operator.html"}),
                 (b + r"static/([a-z]+\.(?:js|css))", _FileHandler, args),
                 (b + "api/round", _RoundHandler, args),
-                (b + r"api/item/(\d+)/(\d+)", _ItemHandler, args),
+                # Bounded: int() of a number of thousands of digits is an error (a 500), not a 404.
+                (b + r"api/item/(\d{1,9})/(\d{1,6})", _ItemHandler, args),
                 (b + "api/submit", _SubmitHandler, args),
                 (b + "api/rater", _RaterHandler, args),
                 (b + "api/status", _StatusHandler, args),

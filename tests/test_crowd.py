@@ -373,6 +373,7 @@ def test_the_server_needs_the_token_and_answers_each_rater(tmp_path: Path) -> No
         status, png = _request(server, "api/item/0/0")
         assert status == 200 and png == crowd.current().items[0]
         assert _request(server, "api/item/1/0")[0] == 404
+        assert _request(server, "api/item/0/" + "9" * 5000)[0] == 404
         order = list(range(8))
         assert _request(server, "api/submit", {"round": 0, "ranking": order})[1]["taken"]
         status, refused = _request(server, "api/submit", {"round": 0, "ranking": order})
