@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from labkit.optim.base import check_flag, check_nonneg
+from labkit.optim.base import check_flag, check_nonneg, make_generator
 from labkit.ranking import Ranking, validate_ranking
 
 __all__ = [
@@ -75,17 +75,16 @@ def _resolve_k(k: int | None, m: int) -> int:
 
 
 def _make_generator(seed: int | torch.Generator) -> torch.Generator:
-    """The judge's own CPU generator: a fresh one seeded with ``seed``, or the one handed in."""
+    """The judge's own CPU generator: a fresh one seeded with ``seed``, or the one handed in.
+
+    Made by :func:`~labkit.optim.base.make_generator`, as an optimizer's is; only ``None`` (an OS
+    seed there) is refused: a judge is always seeded, so its answers can be drawn again.
+    """
     if isinstance(seed, torch.Generator):
-        if seed.device.type != "cpu":
-            raise ValueError(
-                f"a judge draws its noise on the CPU and needs a CPU generator; got one on "
-                f"{seed.device}"
-            )
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int or a torch.Generator; got {seed!r}")
-    return torch.Generator(device="cpu").manual_seed(int(seed))
+        return make_generator(None, seed)
+    if seed is None:
+        raise ValueError("seed must be a non-negative int or a torch.Generator; got None")
+    return make_generator(seed, None)
 
 
 def _num_candidates(X: Any) -> int:

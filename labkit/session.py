@@ -350,7 +350,7 @@ class Session:
         # The round's own facts win over a caller's meta of the same name.
         round_meta = {
             **(meta or {}),
-            "kind": getattr(opt, "round_kind", "gradient"),
+            "kind": opt.round_kind,
             "incumbent_index": opt.incumbent_index,
         }
         return self.log.append(
@@ -466,7 +466,7 @@ class Session:
                 rnd.round,
                 time=rnd.time_epoch,
                 score=self._incumbent_score(),
-                step=getattr(self.optimizer, "last_step", None),
+                step=self.optimizer.last_step,
                 agreement=agreement,
                 thumbnail=self._incumbent_thumbnail(),
             )
@@ -558,8 +558,8 @@ class Session:
         try:
             X = self.candidates()
             items = self.task.render(X)
-            k = getattr(self.optimizer, "k", None)
-            kind = getattr(self.optimizer, "round_kind", "gradient")
+            k = self.optimizer.k
+            kind = self.optimizer.round_kind
             w.show_round(
                 items,
                 mime=getattr(self.task, "mime", "image/png"),

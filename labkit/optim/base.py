@@ -24,6 +24,31 @@ Rules shared by all optimizers:
   the same device.
 * ``incumbent_index`` names the row of the pending round that *is* the current iterate, when the
   round contains it (line-search rounds do), so a user interface can mark it; otherwise ``None``.
+
+What a caller may read, with the default an optimizer keeps unless it says otherwise:
+
+===================  ==========  ==============================================================
+attribute            default     meaning
+===================  ==========  ==============================================================
+``k``                ``None``    how many of a round's m candidates to ask a judge to rank
+                                 (``None``: all m); a hint, ``tell`` takes any length 1..m
+``round_kind``       "gradient"  what the pending (or next) round is: "gradient" (m candidates
+                                 to rank), "line_search" (only the winner counts: show k=1),
+                                 "preference"; logged with every round
+``last_step``        ``None``    length of the last move, for a progress plot (``None``: the
+                                 optimizer does not measure one)
+``round_seed``       ``None``    seed of the pending round's draws, logged to check a replay
+``seed``             ``None``    the seed all of its randomness comes from (``None``: a
+                                 generator was handed in, or it draws nothing)
+``incumbent_index``  ``None``    see above
+===================  ==========  ==============================================================
+
+Writing an optimizer: subclass :class:`RankOptimizer`, implement ``x``, ``_ask``, ``_tell``,
+``state_dict`` and ``load_state_dict``. Randomness is the base class's: call
+``self._init_randomness(seed=..., generator=...)`` once in ``__init__``, draw each round's seed
+with ``self._draw_round_seed()``, and save and restore ``self._rng.get_state()`` in the state
+dict. An optimizer whose randomness lives elsewhere (CMAES: pycma's NumPy source) sets
+``self._seed`` to the seed it uses instead, so ``seed`` reports it.
 """
 
 from __future__ import annotations
@@ -80,17 +105,18 @@ def as_start_point(x0: Any, *, dtype: torch.dtype | None = None) -> torch.Tensor
 
 
 def make_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
-    """The optimizer's own CPU generator, from an explicit seed or a generator handed in.
+    """An optimizer's or a judge's own CPU generator, from an explicit seed or one handed in.
 
     ``seed=None`` and no generator draws a fresh seed from the OS; the drawn seed can be read
-    back from ``state_dict`` so such a run can still be replayed.
+    back (``opt.seed``) so such a run can still be replayed. The generator lives on the CPU:
+    per-round seeds and a judge's noise are drawn there, the same on every device.
     """
     if generator is not None and seed is not None:
         raise ValueError("give either seed or generator, not both")
     if generator is not None:
         if generator.device.type != "cpu":
             raise ValueError(
-                f"the optimizer's generator draws per-round seeds and must live on the CPU; "
+                f"the generator draws per-round seeds or noise and must live on the CPU; "
                 f"got one on {generator.device}"
             )
         return generator
@@ -106,11 +132,6 @@ def make_generator(seed: int | None, generator: torch.Generator | None) -> torch
 
 
 _SEED_BOUND = 2**63 - 1
-
-
-def draw_round_seed(generator: torch.Generator) -> int:
-    """Draw one per-round seed from the optimizer's CPU generator (a CPU op, no device sync)."""
-    return int(torch.randint(0, _SEED_BOUND, (1,), generator=generator)[0])
 
 
 def device_normal(
@@ -163,12 +184,43 @@ class RankOptimizer(ABC):
     """Base class of the ask/tell contract (see the module docstring).
 
     Subclasses implement ``_ask`` and ``_tell`` and the state methods; the base class owns the
-    round bookkeeping and ranking validation so every optimizer refuses bad input the same way.
+    round bookkeeping, ranking validation and the source of randomness, so every optimizer
+    refuses bad input the same way and is seeded the same way.
     """
+
+    #: How many of a round's m candidates a judge is asked to rank (``None``: all of them).
+    k: int | None = None
+    #: Length of the last move, for a progress plot (``None``: not measured).
+    last_step: float | None = None
 
     def __init__(self) -> None:
         self._pending: torch.Tensor | None = None
         self.rounds: int = 0  # completed rounds
+        # The source of randomness (_init_randomness), or a seed kept by the subclass (CMAES).
+        self._generator: torch.Generator | None = None
+        self._generator_given = False  # a generator handed in: its state, not a seed, counts
+        self._seed: int | None = None
+
+    # -- randomness, for subclasses -----------------------------------------------------------
+    def _init_randomness(self, *, seed: int | None, generator: torch.Generator | None) -> None:
+        """Make the optimizer's own CPU generator from ``seed`` or the ``generator`` handed in
+        (:func:`make_generator`); an optimizer that draws calls this once in ``__init__``."""
+        self._generator = make_generator(seed, generator)
+        self._generator_given = generator is not None
+
+    @property
+    def _rng(self) -> torch.Generator:
+        """The generator made by :meth:`_init_randomness` (its state goes in the state dict)."""
+        if self._generator is None:
+            raise RuntimeError(
+                f"{type(self).__name__} draws from a generator but never made one: call "
+                f"self._init_randomness(seed=..., generator=...) in __init__"
+            )
+        return self._generator
+
+    def _draw_round_seed(self) -> int:
+        """Draw one per-round seed from the optimizer's CPU generator (a CPU op, no device sync)."""
+        return int(torch.randint(0, _SEED_BOUND, (1,), generator=self._rng)[0])
 
     # -- the contract -------------------------------------------------------------------------
     @property
@@ -180,6 +232,11 @@ class RankOptimizer(ABC):
     def incumbent_index(self) -> int | None:
         """Row of the pending round that is the current iterate, or ``None``."""
         return None
+
+    @property
+    def round_kind(self) -> str:
+        """Kind of the pending (or next) round; ``"gradient"``: m candidates to rank."""
+        return "gradient"
 
     @property
     def round_seed(self) -> int | None:
@@ -198,18 +255,16 @@ class RankOptimizer(ABC):
         it, so a resume can say which seed to use. ``None`` when a ``generator`` was handed in
         (its state, not a seed, is what counts) or the optimizer has no randomness.
         """
-        explicit = self.__dict__.get("_seed")
-        if explicit is not None:
-            return int(explicit)
-        generator = getattr(self, "_generator", None)
-        if getattr(self, "_generator_given", False) or not isinstance(generator, torch.Generator):
+        if self._seed is not None:
+            return int(self._seed)
+        if self._generator is None or self._generator_given:
             return None
-        return int(generator.initial_seed())
+        return int(self._generator.initial_seed())
 
     @seed.setter
     def seed(self, value: int | None) -> None:
         # A subclass may keep its own seed (as CMAES does); the property then just reports it.
-        self.__dict__["_seed"] = value
+        self._seed = value
 
     def _fingerprint_state(self) -> dict[str, Any]:
         """What identifies how this optimizer was made, for a session's resume check.

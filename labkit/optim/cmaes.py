@@ -139,8 +139,8 @@ class CMAES(RankOptimizer):
         self._dtype = start.dtype
         sigma0 = check_positive("sigma", sigma)
         # make_generator checks the seed (and draws one from the OS for seed=None); its initial
-        # seed becomes the seed of the NumPy source pycma samples from.
-        # (.seed reports it: the base class reads _seed.)
+        # seed becomes the seed of the NumPy source pycma samples from, kept as the base class's
+        # _seed so that ``opt.seed`` reports it.
         self._seed: int = make_generator(seed, None).initial_seed()
         # What the resume fingerprint needs besides x0, sigma0, m and the seed (see
         # _fingerprint_state): the options as given.

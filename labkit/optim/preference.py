@@ -57,9 +57,7 @@ from labkit.optim.base import (
     as_start_point,
     atomic_load,
     check_positive,
-    draw_round_seed,
     integer,
-    make_generator,
 )
 from labkit.ranking import Ranking, Ties, graph_edges
 
@@ -133,8 +131,7 @@ class PreferenceThompson(RankOptimizer):
         self.forget = check_positive("forget", forget)
         if self.forget > 1:
             raise ValueError(f"forget must be in (0, 1]; got {forget!r}")
-        self._generator = make_generator(seed, generator)
-        self._generator_given = generator is not None
+        self._init_randomness(seed=seed, generator=generator)
 
         self._x = x.reshape(-1).to("cpu", torch.float64)  # the incumbent x, float64 on the CPU
         self._unit = self.scale * math.sqrt(self.d)  # scale·√d: R, and the unit of "local"
@@ -187,7 +184,7 @@ class PreferenceThompson(RankOptimizer):
     # -- ask / tell ---------------------------------------------------------------------------
     def _ask(self) -> torch.Tensor:
         if self._round_seed is None:
-            self._round_seed = draw_round_seed(self._generator)
+            self._round_seed = self._draw_round_seed()
         g = torch.Generator(device="cpu").manual_seed(self._round_seed)
         eps = torch.randn(self.m - 1, self.d, generator=g, dtype=torch.float64)
         # w̃ = ŵ + κ L ε with Σ = L Lᵀ: Thompson samples of the posterior, widened by κ.
@@ -276,7 +273,7 @@ class PreferenceThompson(RankOptimizer):
             "deltas": self._deltas.clone(),
             "ages": self._ages.clone(),
             "radius": self._radius,
-            "generator": self._generator.get_state(),
+            "generator": self._rng.get_state(),
             "rounds": self.rounds,
             "round_seed": self._round_seed,
             "last_step": self.last_step,
@@ -293,7 +290,7 @@ class PreferenceThompson(RankOptimizer):
         self._deltas = state["deltas"].to("cpu", torch.float64).clone()
         self._ages = state["ages"].to("cpu", torch.float64).clone()
         self._radius = float(state["radius"])
-        self._generator.set_state(state["generator"])
+        self._rng.set_state(state["generator"])
         self.rounds = int(state["rounds"])
         self._round_seed = state["round_seed"]
         self.last_step = float(state["last_step"])

@@ -32,9 +32,7 @@ from labkit.optim.base import (
     atomic_load,
     check_positive,
     device_normal,
-    draw_round_seed,
     integer,
-    make_generator,
 )
 from labkit.ranking import Ranking, Ties
 
@@ -75,8 +73,7 @@ class PriorSampling(RankOptimizer):
             )
         self.m: int = m_int
         self.mean = self._check_mean(mean)
-        self._generator = make_generator(seed, generator)
-        self._generator_given = generator is not None  # then .seed is unknown (None)
+        self._init_randomness(seed=seed, generator=generator)
         self._round_seed: int | None = None
 
     def _check_mean(self, mean: Any) -> torch.Tensor:
@@ -112,7 +109,7 @@ class PriorSampling(RankOptimizer):
         return self._round_seed
 
     def _ask(self) -> torch.Tensor:
-        self._round_seed = draw_round_seed(self._generator)
+        self._round_seed = self._draw_round_seed()
         return self._candidates()
 
     def _candidates(self) -> torch.Tensor:
@@ -139,7 +136,7 @@ class PriorSampling(RankOptimizer):
             "x": self._x.clone(),
             "mean": self.mean.clone(),
             "sigma": self.sigma,
-            "generator": self._generator.get_state(),
+            "generator": self._rng.get_state(),
             "round_seed": self._round_seed,
             "rounds": self.rounds,
             "m": self.m,
@@ -153,7 +150,7 @@ class PriorSampling(RankOptimizer):
         self._x = x.to(device=self._x.device, dtype=self._x.dtype).clone()
         self.mean = self._check_mean(state["mean"])
         self.sigma = float(state["sigma"])
-        self._generator.set_state(state["generator"])
+        self._rng.set_state(state["generator"])
         self.rounds = int(state["rounds"])
         self._round_seed = state["round_seed"]
         self._pending = None

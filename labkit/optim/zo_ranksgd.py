@@ -70,9 +70,7 @@ from labkit.optim.base import (
     atomic_load,
     check_flag,
     check_positive,
-    draw_round_seed,
     integer,
-    make_generator,
 )
 from labkit.ranking import Ranking, Ties, graph_coefficients
 
@@ -154,8 +152,7 @@ class ZORankSGD(RankOptimizer):
         if regenerate is None:
             regenerate = self.m * self.d >= _REGENERATE_AT
         self.regenerate = check_flag("regenerate", regenerate)
-        self._generator = make_generator(seed, generator)
-        self._generator_given = generator is not None  # then .seed is unknown (None)
+        self._init_randomness(seed=seed, generator=generator)
         # The device generator is re-seeded per tile; it carries no state between tiles.
         self._dev_gen = torch.Generator(device=self.device)
 
@@ -238,7 +235,7 @@ class ZORankSGD(RankOptimizer):
 
     def _ask_gradient(self) -> torch.Tensor:
         if self._round_seed is None:
-            self._round_seed = draw_round_seed(self._generator)
+            self._round_seed = self._draw_round_seed()
         seed, m, x, mu = self._round_seed, self.m, self._x, self.mu
         X = torch.empty((m, self.d), device=self.device, dtype=self.dtype)
         xi = None if self.regenerate else torch.empty_like(X)
@@ -356,7 +353,7 @@ class ZORankSGD(RankOptimizer):
             "m": self.m,
             "config": self._config(),
             "x": self._x.detach().cpu().clone(),
-            "generator": self._generator.get_state(),
+            "generator": self._rng.get_state(),
             "rounds": self.rounds,
             "round_seed": self._round_seed,
             "acc": None if self._acc is None else self._acc.detach().cpu().clone(),
@@ -371,7 +368,7 @@ class ZORankSGD(RankOptimizer):
         """Restore ``state_dict()`` output; the config must match this optimizer's."""
         self._check_state_fits(state, self.shape, self.m, self._config())
         self._x.copy_(state["x"].reshape(-1))
-        self._generator.set_state(state["generator"])
+        self._rng.set_state(state["generator"])
         self.rounds = int(state["rounds"])
         self._round_seed = state["round_seed"]
         acc = state["acc"]

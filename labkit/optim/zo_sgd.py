@@ -39,9 +39,7 @@ from labkit.optim.base import (
     atomic_load,
     check_positive,
     device_normal,
-    draw_round_seed,
     integer,
-    make_generator,
 )
 from labkit.ranking import Ranking, Ties
 
@@ -84,8 +82,7 @@ class ZOSGD(RankOptimizer):
                 f"got m={m!r}"
             )
         self.m: int = m_int
-        self._generator = make_generator(seed, generator)
-        self._generator_given = generator is not None  # then .seed is unknown (None)
+        self._init_randomness(seed=seed, generator=generator)
         self._round_seed: int | None = None
         self._u: torch.Tensor | None = None  # (m/2, *shape) directions of the pending round
 
@@ -101,7 +98,7 @@ class ZOSGD(RankOptimizer):
 
     # -- ask ----------------------------------------------------------------------------------
     def _ask(self) -> torch.Tensor:
-        self._round_seed = draw_round_seed(self._generator)
+        self._round_seed = self._draw_round_seed()
         return self._candidates()
 
     def _candidates(self) -> torch.Tensor:
@@ -174,7 +171,7 @@ class ZOSGD(RankOptimizer):
             "algorithm": "ZOSGD",
             "shape": tuple(self._x.shape),
             "x": self._x.clone(),
-            "generator": self._generator.get_state(),
+            "generator": self._rng.get_state(),
             "round_seed": self._round_seed,
             "rounds": self.rounds,
             "m": self.m,
@@ -188,7 +185,7 @@ class ZOSGD(RankOptimizer):
         self._check_state_fits(state, tuple(self._x.shape), self.m)
         x = torch.as_tensor(state["x"])
         self._x = x.to(device=self._x.device, dtype=self._x.dtype).clone()
-        self._generator.set_state(state["generator"])
+        self._rng.set_state(state["generator"])
         self.lr = float(state["lr"])
         self.mu = float(state["mu"])
         self.rounds = int(state["rounds"])
