@@ -82,6 +82,15 @@ _LONG_POLL_S = 20.0
 #: A rater counts as connected while their page has asked for the round this recently.
 _CONNECTED_S = 30.0
 _RATER_COOKIE = "labkit_rater"
+#: The largest request body taken (a rater's answer is a few hundred bytes); larger is a 400.
+_MAX_BODY = 64 * 1024
+#: An error sent back to a page is cut to this many characters (it may quote the input).
+_ERROR_CHARS = 300
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
 
 
 # ---- the apps ----------------------------------------------------------------------------------
@@ -250,7 +259,9 @@ class CrowdServer:
             self._loop = loop
             try:
                 self._cond = tornado.locks.Condition()
-                self._server = tornado.httpserver.HTTPServer(self._application())
+                self._server = tornado.httpserver.HTTPServer(
+                    self._application(), max_body_size=_MAX_BODY
+                )
                 self._server.add_sockets(sockets)
                 loop.run_until_complete(self.refresh())
                 poller = tornado.ioloop.PeriodicCallback(self._tick, self.poll_s * 1000)
@@ -540,10 +551,10 @@ class _SubmitHandler(_Base):
                 )
             )
         except AlreadyRanked as exc:
-            self.json(409, {"error": str(exc)})
+            self.json(409, {"error": _short(exc)})
             return
         except ValueError as exc:
-            self.json(400, {"error": str(exc)})
+            self.json(400, {"error": _short(exc)})
             return
         # Taken (committed): say so now, then close/render/wake the pages.
         self.json(200, {"taken": True, "late": vote.late, "round": vote.round, "seq": vote.seq})
@@ -555,7 +566,7 @@ class _RaterHandler(_Base):
         try:
             name = check_rater(self.body().get("name"))
         except ValueError as exc:
-            self.json(400, {"error": str(exc)})
+            self.json(400, {"error": _short(exc)})
             return
         self.set_cookie(_RATER_COOKIE, name, samesite="Strict")
         self.json(200, {"rater": name})

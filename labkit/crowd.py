@@ -59,6 +59,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import reprlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -89,6 +90,10 @@ _log = logging.getLogger(__name__)
 #: The rater id of a consensus row.
 CONSENSUS_RATER = "consensus"
 
+#: Input quoted in an error message, cut short (a rater may send anything).
+_quote = reprlib.Repr()
+_quote.maxstring = _quote.maxother = 60
+
 #: A rater id: what a person types as their name, or a random id; it is written on their rows.
 _RATER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.@-]{0,39}$")
 
@@ -99,7 +104,7 @@ def check_rater(rater: Any) -> str:
     if not isinstance(rater, str) or not _RATER_RE.match(rater):
         raise ValueError(
             f"a rater name is 1 to 40 letters, digits, spaces or _ . @ -, starting with a letter "
-            f"or digit; got {rater!r}"
+            f"or digit; got {_quote.repr(rater)}"
         )
     if rater == CONSENSUS_RATER:
         raise ValueError(f"the rater name {CONSENSUS_RATER!r} is the crowd's own; pick another")
@@ -419,7 +424,7 @@ class CrowdSession:
                 if ranking is not None and validate_ranking(ranking, m) != (incumbent,):
                     raise ValueError(
                         f"'none is better than the current one' is the ranking [{incumbent}]; "
-                        f"got {list(ranking)}"
+                        f"got {_quote.repr(list(ranking))}"
                     )
                 ranking, answer = (incumbent,), "none_better"
             elif ranking is None:

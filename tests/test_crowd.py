@@ -451,6 +451,25 @@ def test_the_token_check_refuses_any_wrong_token_and_keeps_a_good_cookie(tmp_pat
         server.stop()
 
 
+def test_the_server_takes_small_bodies_and_echoes_little_of_them(tmp_path: Path) -> None:
+    crowd = _crowd(tmp_path / "log.sqlite", raters=2, seconds=None)
+    server = CrowdServer(crowd, token="s3cret").start()
+    try:
+        # Under the 64 KiB limit: refused by the rules, with the name quoted in a few characters.
+        status, refused = _request(server, "api/rater", {"name": "x" * 60_000})
+        assert status == 400 and "rater name" in refused["error"] and len(refused["error"]) < 400
+        status, refused = _request(server, "api/submit", {"round": 0, "ranking": [0] * 9_000})
+        assert status == 400 and len(refused["error"]) <= 300
+        # Over it: a bare 400 (or the connection closed while the body was still being sent).
+        try:
+            status, body = _request(server, "api/rater", {"name": "x" * 2_000_000})
+        except (ConnectionError, urllib.error.URLError):
+            status, body = 400, b""
+        assert status == 400 and len(body) < 400
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_servers_on_one_log_serve_one_crowd(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
