@@ -279,7 +279,7 @@ def run_one(
 
 def _next_round_size(opt: RankOptimizer) -> int:
     """Rows of the next ``ask()``, known before asking (line-search rounds show n + 2)."""
-    if getattr(opt, "round_kind", "gradient") == "line_search":
+    if opt.round_kind == "line_search":
         return int(opt.line_search) + 2  # type: ignore[attr-defined]
     return int(opt.m)  # type: ignore[attr-defined]
 

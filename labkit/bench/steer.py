@@ -353,7 +353,7 @@ class RunTrace:
 def run_one(problem: Problem, person: Person, method: str, rounds: int, seed: int) -> list[float]:
     """The best-seen curve of ``method`` steered by ``person`` for ``rounds`` rounds."""
     opt = METHODS[method](problem, seed)
-    k = int(getattr(opt, "k", M) or M)
+    k = opt.k or M
     best = math.inf
     curve = []
     for _ in range(rounds):
