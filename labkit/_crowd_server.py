@@ -228,6 +228,8 @@ class CrowdServer:
         self._shown: CrowdRound | None = None
         self._cond: tornado.locks.Condition | None = None
         self._refreshing = False
+        self._closing = False  # stop() has begun: long polls answer at once
+        self._waiting = 0  # long polls waiting for a change
         self._seen: dict[str, float] = {}  # rater -> when their page last asked for the round
 
     # -- links ------------------------------------------------------------------------------------
@@ -262,11 +264,14 @@ class CrowdServer:
                 self._server = tornado.httpserver.HTTPServer(
                     self._application(), max_body_size=_MAX_BODY
                 )
-                self._server.add_sockets(sockets)
                 loop.run_until_complete(self.refresh())
+                # Only now: a request served before the first state exists would fail on it.
+                self._server.add_sockets(sockets)
                 poller = tornado.ioloop.PeriodicCallback(self._tick, self.poll_s * 1000)
                 poller.start()
             except BaseException as exc:  # reported to start()'s caller
+                for sock in sockets:
+                    sock.close()
                 failure.append(exc)
                 ready.set()
                 return
@@ -286,21 +291,32 @@ class CrowdServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving (pages waiting get their connection closed); idempotent."""
+        """Stop serving: pages waiting on a long poll get the state, then every connection is
+        closed; idempotent."""
         with self._stop_lock:
             loop, self._loop = self._loop, None
         if loop is None or self._thread is None:
             return
 
-        def halt() -> None:
-            if self._server is not None:
-                self._server.stop()
-            if self._cond is not None:
-                self._cond.notify_all()
-            loop.stop()
+        async def halt() -> None:
+            try:
+                if self._server is not None:
+                    self._server.stop()  # no new connections
+                # The pages waiting on a long poll get the state now (a request arriving from
+                # here on does not wait), then every connection, open or idle, is closed.
+                self._closing = True
+                if self._cond is not None:
+                    self._cond.notify_all()
+                deadline = time.monotonic() + 2.0
+                while self._waiting and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                if self._server is not None:
+                    await self._server.close_all_connections()
+            finally:
+                loop.stop()
 
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(halt)
+            asyncio.run_coroutine_threadsafe(halt(), loop)
         self._thread.join(timeout=30)
         self._pool.shutdown(wait=True)
 
@@ -515,14 +531,18 @@ class _RoundHandler(_Base):
         rater = self.rater()
         since = self.get_query_argument("since", "")
         server._seen[rater] = time.monotonic()
-        if since == str(server._version) and server._cond is not None:
-            await server._cond.wait(timeout=datetime.timedelta(seconds=_LONG_POLL_S))
-        server._seen[rater] = time.monotonic()
-        view = server.rater_view(rater)
-        view["title"] = server.title
-        view["instructions"] = server.instructions
-        view["tile_px"] = server.tile_px
-        self.json(200, view)
+        server._waiting += 1
+        try:
+            if since == str(server._version) and server._cond and not server._closing:
+                await server._cond.wait(timeout=datetime.timedelta(seconds=_LONG_POLL_S))
+            server._seen[rater] = time.monotonic()
+            view = server.rater_view(rater)
+            view["title"] = server.title
+            view["instructions"] = server.instructions
+            view["tile_px"] = server.tile_px
+            self.json(200, view)
+        finally:
+            server._waiting -= 1
 
 
 class _ItemHandler(_Base):

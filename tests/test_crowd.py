@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import sqlite3
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -467,6 +469,65 @@ def test_the_server_takes_small_bodies_and_echoes_little_of_them(tmp_path: Path)
             status, body = 400, b""
         assert status == 400 and len(body) < 400
     finally:
+        server.stop()
+
+
+def test_stopping_answers_the_waiting_pages_and_closes_every_connection(tmp_path: Path) -> None:
+    crowd = _crowd(tmp_path / "log.sqlite", raters=2, seconds=None)
+    server = CrowdServer(crowd, token="s3cret").start()
+    headers = {"Authorization": "token s3cret", "Cookie": "labkit_rater=ada"}
+    connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=5) for _ in "abc"]
+    try:
+        idle, *waiting = connections
+        idle.request("GET", "/api/round", headers=headers)  # answered, then kept alive
+        version = json.loads(idle.getresponse().read())["version"]
+        for c in waiting:  # long polls: nothing changes, so they wait (up to 20 s)
+            c.request("GET", f"/api/round?since={version}", headers=headers)
+        time.sleep(0.3)
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 5
+        for c in waiting:
+            reply = c.getresponse()
+            assert reply.status == 200 and json.loads(reply.read())["round"] == 0
+        for c in connections:  # closed by the server: end of stream, not a timeout
+            assert c.sock is None or c.sock.recv(1) == b""
+    finally:
+        for c in connections:
+            c.close()
+
+
+def test_no_request_is_served_before_the_first_round_is_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crowd = _crowd(tmp_path / "log.sqlite", raters=2, seconds=None)
+    render, ready = crowd.task.render, threading.Event()
+
+    def slow(X: torch.Tensor) -> Any:
+        ready.wait(30)
+        return render(X)
+
+    monkeypatch.setattr(crowd.task, "render", slow)
+    server = CrowdServer(crowd, token="s3cret")
+    starting = threading.Thread(target=server.start)
+    starting.start()
+    replies: list[tuple[int, Any]] = []
+    try:
+        deadline = time.monotonic() + 10
+        while server.port == 0:  # bound, the first round still rendering
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        asking = threading.Thread(target=lambda: replies.append(_request(server, "api/round")))
+        asking.start()
+        time.sleep(0.5)
+        ready.set()
+        asking.join(30)
+        starting.join(30)
+        ((status, state),) = replies
+        assert status == 200 and state["round"] == 0
+    finally:
+        ready.set()
+        starting.join(30)
         server.stop()
 
 
