@@ -10,8 +10,10 @@ write_dataset(ds, "prefs.parquet")                     # or .jsonl, or format="h
 ```
 
 Only the *live* rounds are exported: a round marked undone is left out, as a replay leaves it
-out, because the person took that answer back. Sessions come oldest first, each session's rounds
-in append order (``seq``).
+out, because the person took that answer back. Of a crowd (:mod:`labkit.crowd`) what people
+ranked is exported, each rater's own rows: the consensus sessions (computed from those rows) and
+the late answers (never counted) are left out unless asked for. Sessions come oldest first, each
+session's rounds in append order (``seq``).
 
 **Pairs** come from each round's ranking graph (:func:`labkit.ranking.graph_edges`): a ranked
 candidate beats every candidate of a later tied group and every unranked one; candidates tied
@@ -353,6 +355,8 @@ def to_dataset(
     images: str | None = None,
     render: Renderer | None = None,
     replay: RankOptimizer | Mapping[str, RankOptimizer] | None = None,
+    include_consensus: bool = False,
+    include_late: bool = False,
 ) -> Dataset:
     """The live rounds of ``log`` as a Hugging Face :class:`datasets.Dataset`.
 
@@ -370,6 +374,12 @@ def to_dataset(
             class, x0, options and seed), or a dict of them by session id. Each is checked and
             replayed through :meth:`labkit.session.Session.resume`, and left at its session's
             last round.
+        include_consensus: also export a crowd's consensus sessions (:mod:`labkit.crowd`,
+            meta ``crowd_config``, rater ``"consensus"``). Left out by default: each is computed
+            from the raters' own rows, which are exported, so it would count their
+            preferences twice.
+        include_late: also export a crowd rater's late answers (row meta ``{"late": true}``:
+            the round had closed, the answer was never counted). Left out by default.
 
     Undone rounds are not exported. Raises ValueError naming the problem: an unknown shape or
     image source, an unknown session, a round without stored candidates for ``"stored"``, an
@@ -394,10 +404,17 @@ def to_dataset(
     # 1. Each live round with its session's prompt and, when asked for, its rendered images.
     answers: list[tuple[Round, str | None, list[bytes] | None]] = []
     for sid in ids:
-        prompt = _prompt(log.session_meta(sid))  # an unknown session is a ValueError here
+        meta = log.session_meta(sid)  # an unknown session is a ValueError here
+        if not include_consensus and isinstance(meta.get("crowd_config"), dict):
+            continue  # a crowd's consensus: its raters' rows are the people's answers
+        prompt = _prompt(meta)
         rounds = log.rounds(sid, with_candidates=images == "stored")
+
+        def kept(rnd: Round) -> bool:
+            return include_late or not rnd.meta.get("late", False)
+
         if images is None:
-            answers.extend((rnd, prompt, None) for rnd in rounds)
+            answers.extend((rnd, prompt, None) for rnd in rounds if kept(rnd))
             continue
         assert render is not None
         if images == "stored":
@@ -408,6 +425,7 @@ def to_dataset(
         answers.extend(
             (rnd, prompt, _render(render, X, rnd))
             for rnd, X in zip(rounds, candidates, strict=True)
+            if kept(rnd)
         )
 
     # 2. The rows of the shape asked for.

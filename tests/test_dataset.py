@@ -123,6 +123,25 @@ def test_rater_rows_group_the_ranking_rows_by_rater(tmp_path: Path) -> None:
     assert rows[0]["rounds"] + rows[1]["rounds"] == ranking_rows
 
 
+def test_a_crowd_exports_what_its_raters_ranked(tmp_path: Path) -> None:
+    """Not the consensus session (made from those rows) and not late answers, unless asked."""
+    log = RoundLog(tmp_path / "log.sqlite")
+    crowd = log.new_session(meta={"crowd_config": {"raters": 2}, "task": SPHERE})
+    ada = log.new_session(meta={"name": "crowd-rater", "crowd": crowd, "rater": "ada"})
+    bo = log.new_session(meta={"name": "crowd-rater", "crowd": crowd, "rater": "bo"})
+    log.append(ada, round=0, ranking=[0, 1], m=2, rater="ada")
+    log.append(bo, round=0, ranking=[0, 1], m=2, rater="bo")
+    log.append(crowd, round=0, ranking=[0, 1], m=2, rater="consensus", meta={"crowd": {}})
+    log.append(bo, round=1, ranking=[1, 0], m=2, rater="bo", meta={"late": True})
+
+    def raters(**kw: Any) -> list[tuple[str, int]]:
+        return [(r["rater"], r["round"]) for r in to_dataset(log, shape="ranking", **kw)]
+
+    assert raters() == [("ada", 0), ("bo", 0)]
+    assert raters(include_consensus=True) == [("consensus", 0), ("ada", 0), ("bo", 0)]
+    assert raters(include_late=True) == [("ada", 0), ("bo", 0), ("bo", 1)]
+
+
 def test_wrong_arguments_are_refused_by_name(tmp_path: Path) -> None:
     log, a, _ = _hand_made(tmp_path / "log.sqlite")
     with pytest.raises(ValueError, match="shape must be one of"):
