@@ -43,7 +43,6 @@ sampling step t = 999 (the level the Gaussian latents actually have), not t = 90
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import threading
@@ -57,6 +56,7 @@ import torch
 import torch.nn.functional as F
 
 from labkit.devices import resolve_device
+from labkit.media import png_bytes
 from labkit.models._ddim import DDIM
 from labkit.models._dpm import DPMSolver2M
 from labkit.models._unet import UNet
@@ -470,8 +470,6 @@ def to_png(images: torch.Tensor, *, scale: int = 6, invert: bool = True) -> list
     handwriting looks; otherwise ink is bright on black, as the data are stored. Returns ``n``
     PNG byte strings, ready to travel as binary widget buffers.
     """
-    from PIL import Image
-
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 1:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"images must be a tensor of shape (n, 1, h, w); got {shape}")
@@ -489,12 +487,7 @@ def to_png(images: torch.Tensor, *, scale: int = 6, invert: bool = True) -> list
         arr = 1.0 - arr
     pixels = np.rint(arr * 255.0).astype(np.uint8)
     pixels = pixels.repeat(scale, axis=1).repeat(scale, axis=2)
-    out: list[bytes] = []
-    for img in pixels:
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="PNG")
-        out.append(buf.getvalue())
-    return out
+    return [png_bytes(img) for img in pixels]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 import labkit.models.digits as _digits
+from labkit.media import png_bytes
 from labkit.models.digits import (
     _SCHEDULER_CONFIG,
     _TRAINING_RECORD,
@@ -247,9 +248,7 @@ def _sample_grid(images: torch.Tensor, rows: int, *, scale: int = 4) -> bytes:
         canvas.paste(
             Image.open(io.BytesIO(png)), (pad + col * (side + pad), pad + r * (side + pad))
         )
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    return buf.getvalue()
+    return png_bytes(canvas)
 
 
 def _spread(images: torch.Tensor, labels: torch.Tensor) -> float:

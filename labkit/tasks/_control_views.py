@@ -11,13 +11,14 @@ Every drawer has the signature ``(spec, env, record) -> bytes`` (:data:`_VIEW_DR
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from labkit.media import animation_bytes
 
 if TYPE_CHECKING:
     from labkit.tasks.control import _Spec
@@ -74,22 +75,7 @@ def _palette_bytes() -> list[int]:
 def _encode(spec: _Spec, frames: Sequence[Any], dt: float) -> bytes:
     """Animated GIF/WebP bytes of PIL images, ``dt`` simulated seconds apart (real time)."""
     duration = max(_MIN_FRAME_MS, round(1000 * dt))
-    buf = io.BytesIO()
-    first, rest = frames[0], list(frames[1:])
-    if spec.fmt == "gif":
-        first.save(buf, format="GIF", save_all=True, append_images=rest, duration=duration, loop=0)
-    else:
-        first.convert("RGB").save(
-            buf,
-            format="WEBP",
-            save_all=True,
-            append_images=[f.convert("RGB") for f in rest],
-            duration=duration,
-            loop=0,
-            quality=70,
-            method=0,
-        )
-    return buf.getvalue()
+    return animation_bytes(frames, fmt=spec.fmt, duration_ms=duration)
 
 
 def _hold_last(images: list[Any], done_at: int | None, spec: _Spec, palette: Any) -> list[Any]:

@@ -61,7 +61,6 @@ never visibly.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import numbers
 from collections import OrderedDict
@@ -71,6 +70,7 @@ from typing import Any, Literal
 import torch
 
 from labkit.devices import resolve_device
+from labkit.media import png_bytes
 from labkit.optim.base import check_flag, check_nonneg
 from labkit.oracles import ScoreJudge
 
@@ -823,17 +823,9 @@ class PipelineTask(_LatentTask):
         return images.to(torch.float32)
 
     def _png(self, images: torch.Tensor) -> list[bytes]:
-        from PIL import Image
-
         arr = images.detach().to("cpu", torch.float32).clamp(0.0, 1.0)
         pixels = (arr * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        out = []
-        for img in pixels:
-            pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
-            buf = io.BytesIO()
-            pil.save(buf, format="PNG")
-            out.append(buf.getvalue())
-        return out
+        return [png_bytes(img) for img in pixels]  # (h, w, 1): grayscale
 
 
 def _default_device() -> str:

@@ -21,7 +21,6 @@ better), ``render(X)`` draws each 2-D candidate on the function's contour plot a
 
 from __future__ import annotations
 
-import io
 import math
 import numbers
 from collections.abc import Callable
@@ -30,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from labkit.media import png_bytes
 
 __all__ = [
     "FUNCTIONS",
@@ -345,8 +346,6 @@ class FunctionTask:
 
     def _draw_marker(self, background: np.ndarray, x: float, y: float) -> bytes:
         """The background with a marker at data point ``(x, y)``, encoded as PNG bytes."""
-        from PIL import Image
-
         h, w = background.shape[:2]
         (x_lo, x_hi), (y_lo, y_hi) = self.box
         # Data -> continuous pixel coordinates; image rows grow downward, y grows upward.
@@ -364,9 +363,7 @@ class FunctionTask:
             img[dist2 <= r**2] = _RED
         else:
             img[(dist2 <= (r + 1.0) ** 2) & (dist2 >= (r - 1.5) ** 2)] = _ORANGE
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="PNG")
-        return buf.getvalue()
+        return png_bytes(img)
 
 
 def _check_box(box: Any) -> Box:
