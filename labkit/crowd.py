@@ -182,9 +182,9 @@ def _round_k(opt: RankOptimizer) -> int | None:
     """How many a rater ranks in the pending round: the winner alone in a line-search round (as
     the apps ask, :meth:`labkit.session.Session._present`), else the optimizer's ``k``."""
     m = int(opt.ask().shape[0])
-    if getattr(opt, "round_kind", "gradient") == "line_search":
+    if opt.round_kind == "line_search":
         return 1
-    k = getattr(opt, "k", None)
+    k = opt.k
     return None if k is None or k >= m else int(k)
 
 
@@ -340,7 +340,7 @@ class CrowdSession:
                 m = int(X.shape[0])
                 k = _round_k(self.optimizer)
                 incumbent = self.optimizer.incumbent_index
-                kind = getattr(self.optimizer, "round_kind", "gradient")
+                kind = self.optimizer.round_kind
             items = tuple(bytes(b) for b in self.task.render(X))  # the model, outside the lock
             with self._lock:
                 self.renders += 1
@@ -412,7 +412,7 @@ class CrowdSession:
             else:
                 X = self.optimizer.ask()
                 m, seed = int(X.shape[0]), self.optimizer.round_seed
-                kind = getattr(self.optimizer, "round_kind", "gradient")
+                kind = self.optimizer.round_kind
                 incumbent = self.optimizer.incumbent_index
             answer = "ranking"
             if none_better:
@@ -635,7 +635,7 @@ class CrowdSession:
             kendall_tau(v.row.ranking, c.ranking, m=m, ties_a=v.row.ties, ties_b=c.ties)
             for v in votes
         ]
-        kind = getattr(opt, "round_kind", "gradient")
+        kind = opt.round_kind
         meta = {
             "kind": kind,
             "incumbent_index": opt.incumbent_index,
