@@ -110,6 +110,16 @@ def _export(argv: list[str], *, prog: str) -> int:
         metavar="ID",
         help="only these sessions (default: all)",
     )
+    parser.add_argument(
+        "--include-consensus",
+        action="store_true",
+        help="also a crowd's consensus rows (default: only what people ranked)",
+    )
+    parser.add_argument(
+        "--include-late",
+        action="store_true",
+        help="also crowd rankings that arrived after their round closed (default: left out)",
+    )
     args = parser.parse_args(argv)
     if args.format is None and Path(args.out).suffix not in (".parquet", ".jsonl"):
         parser.error(f"cannot tell the format from --out {args.out!r}: give --format")
@@ -140,7 +150,13 @@ def _export(argv: list[str], *, prog: str) -> int:
         unknown = [sid for sid in args.sessions or () if sid not in known]
         if unknown:
             parser.error(f"no session {', '.join(unknown)} in {shown!r} (it has {len(known)})")
-        dataset = to_dataset(log, sessions=args.sessions, shape=args.shape)
+        dataset = to_dataset(
+            log,
+            sessions=args.sessions,
+            shape=args.shape,
+            include_consensus=args.include_consensus,
+            include_late=args.include_late,
+        )
     if len(dataset) == 0:
         which = "the sessions asked for have" if args.sessions else "it has"
         parser.error(f"nothing to export from {shown!r}: {which} no live rounds")

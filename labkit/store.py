@@ -1051,6 +1051,8 @@ class RoundLog:
         images: str | None = None,
         render: Renderer | None = None,
         replay: RankOptimizer | Mapping[str, RankOptimizer] | None = None,
+        include_consensus: bool = False,
+        include_late: bool = False,
     ) -> Dataset:
         """The live rounds (undone ones left out) as a Hugging Face ``datasets.Dataset``.
 
@@ -1060,7 +1062,14 @@ class RoundLog:
         from labkit.dataset import to_dataset  # imports `datasets` only when called
 
         return to_dataset(
-            self, sessions=sessions, shape=shape, images=images, render=render, replay=replay
+            self,
+            sessions=sessions,
+            shape=shape,
+            images=images,
+            render=render,
+            replay=replay,
+            include_consensus=include_consensus,
+            include_late=include_late,
         )
 
     def export_csv(

@@ -140,6 +140,14 @@ def test_a_crowd_exports_what_its_raters_ranked(tmp_path: Path) -> None:
     assert raters() == [("ada", 0), ("bo", 0)]
     assert raters(include_consensus=True) == [("consensus", 0), ("ada", 0), ("bo", 0)]
     assert raters(include_late=True) == [("ada", 0), ("bo", 0), ("bo", 1)]
+    assert log.to_dataset(shape="ranking", include_late=True)["rater"] == ["ada", "bo", "bo"]
+    log.close()
+    # The command line the same way: people's rows only, unless a flag asks for more.
+    db, out = str(tmp_path / "log.sqlite"), str(tmp_path / "r.jsonl")
+    assert cli.main(["export", db, "--out", out, "--shape", "ranking"]) == 0
+    assert [json.loads(line)["rater"] for line in open(out)] == ["ada", "bo"]
+    assert cli.main(["export", db, "--out", out, "--shape", "ranking", "--include-consensus"]) == 0
+    assert [json.loads(line)["rater"] for line in open(out)] == ["consensus", "ada", "bo"]
 
 
 def test_wrong_arguments_are_refused_by_name(tmp_path: Path) -> None:
