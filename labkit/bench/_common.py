@@ -175,25 +175,16 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def labkit_app(
-    app: str,
-    *,
-    db: Path,
-    log: Path,
-    max_kernels: int,
-    cull_after: int,
-    pool_size: int,
-    start_timeout_s: float = 300.0,
+def labkit_server(
+    args: Sequence[str], *, log: Path, start_timeout_s: float = 300.0
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``labkit app`` on a free port; yields the process and the tokened link it printed.
+    """``labkit app ARGS`` on a free port; yields the process and the tokened link it printed.
 
-    Stopped whatever happens: SIGTERM (labkit app stops Voilà, which stops its kernels), then
-    every process that was below it.
+    Stopped whatever happens: SIGTERM (labkit app stops Voilà, which stops its kernels; a crowd
+    server stops itself), then every process that was below it.
     """
     port = _free_port()
-    cmd = [sys.executable, "-m", "labkit", "app", app, f"--port={port}", "--no-browser"]
-    cmd += [f"--db={db}", f"--max-kernels={max_kernels}", f"--cull-after={cull_after}"]
-    cmd += [f"--pool-size={pool_size}"]
+    cmd = [sys.executable, "-m", "labkit", "app", *args, f"--port={port}", "--no-browser"]
     env = {k: v for k, v in os.environ.items() if k != "JUPYTER_TOKEN"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -206,13 +197,13 @@ def labkit_app(
         while link is None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"labkit app did not print its link; see {log}")
-            time.sleep(0.25)
+            time.sleep(0.1)
             link = printed_link(log.read_text(errors="replace"))
         yield proc, link
     finally:
         below = descendants(proc.pid)
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # labkit app stops Voilà, which stops its kernels
+            proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -221,3 +212,21 @@ def labkit_app(
         for pid in below:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def labkit_app(
+    app: str,
+    *,
+    db: Path,
+    log: Path,
+    max_kernels: int,
+    cull_after: int,
+    pool_size: int,
+    start_timeout_s: float = 300.0,
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``labkit app APP`` (Voilà) on a free port, as :func:`labkit_server`."""
+    args = [app, f"--db={db}", f"--max-kernels={max_kernels}", f"--cull-after={cull_after}"]
+    args += [f"--pool-size={pool_size}"]
+    with labkit_server(args, log=log, start_timeout_s=start_timeout_s) as started:
+        yield started

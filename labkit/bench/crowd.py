@@ -28,9 +28,7 @@ import json
 import os
 import platform
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,8 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.app import printed_link
-from labkit.bench._common import descendants, parse_args, positive_int, write_json
+from labkit.bench._common import parse_args, positive_int, write_json
 
 #: Seconds the server may take to print its link (imports torch, renders the first round).
 START_S = 180.0
@@ -138,34 +135,11 @@ class Rater:
 @contextlib.contextmanager
 def crowd_app(app: str, *, raters: int, round_seconds: float, db: Path, log: Path) -> Any:
     """``labkit app APP --crowd`` on a free port; yields (process, link). Always stopped."""
-    from labkit.bench._common import _free_port
+    from labkit.bench._common import labkit_server
 
-    port = _free_port()
-    cmd = [sys.executable, "-m", "labkit", "app", app, "--crowd", f"--raters={raters}"]
-    cmd += [f"--round-seconds={round_seconds}", f"--port={port}", "--no-browser", f"--db={db}"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + START_S
-        link = None
-        while link is None:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"labkit app --crowd printed no link; see {log}")
-            time.sleep(0.1)
-            link = printed_link(log.read_text(errors="replace"))
-        yield proc, link
-    finally:
-        below = descendants(proc.pid)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        for pid in below:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+    args = [app, "--crowd", f"--raters={raters}", f"--round-seconds={round_seconds}"]
+    with labkit_server([*args, f"--db={db}"], log=log, start_timeout_s=START_S) as started:
+        yield started
 
 
 def run_crowd(

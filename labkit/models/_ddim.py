@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["DDIM", "DDIMStep", "cosine_betas"]
+__all__ = ["DDIM", "DDIMStep", "cosine_betas", "trailing_timesteps"]
 
 #: DDIMScheduler's keyword arguments and their defaults (which apply to absent keys).
 _DEFAULTS: dict[str, Any] = {
@@ -85,6 +85,25 @@ def cosine_betas(num_train_timesteps: int, *, max_beta: float = 0.999) -> torch.
     T = num_train_timesteps
     betas = [min(1.0 - alpha_bar((t + 1) / T) / alpha_bar(t / T), max_beta) for t in range(T)]
     return torch.tensor(betas, dtype=torch.float32)
+
+
+def trailing_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
+    """The ``steps`` noise levels to evaluate a model at, from noisiest (T − 1) down.
+
+    "Trailing" spacing: round(T − k·T/steps) − 1 for k = 0 .. steps − 1, so the first step is
+    always t = T − 1, the level that pure Gaussian latents are at ("leading" spacing would start
+    at T − T/steps, a level the latents are not at, and never evaluate t = T − 1). Shared by DDIM
+    and DPM-Solver++ (diffusers computes both schedulers' trailing levels this way).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise ValueError(f"steps must be an integer; got {steps!r}")
+    T = num_train_timesteps
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must lie in 1..{T} (num_train_timesteps); got {steps}")
+    # numpy's float64 arange and round-half-to-even, as DDIMScheduler computes them: for
+    # steps like 16 (T/steps = 62.5) the levels sit on .5 and the rounding rule decides.
+    levels = np.round(np.arange(T, 0, -T / steps)).astype(np.int64) - 1
+    return [int(t) for t in levels]
 
 
 @dataclass(frozen=True)
@@ -157,21 +176,8 @@ class DDIM:
         )
 
     def timesteps(self, steps: int) -> list[int]:
-        """The ``steps`` noise levels to evaluate the model at, from noisiest (T − 1) down.
-
-        "Trailing" spacing: round(T − k·T/steps) − 1 for k = 0 .. steps − 1, so the first step is
-        always t = T − 1, the level that pure Gaussian latents are at ("leading" spacing would
-        start at T − T/steps, a level the latents are not at, and never evaluate t = T − 1).
-        """
-        if isinstance(steps, bool) or not isinstance(steps, int):
-            raise ValueError(f"steps must be an integer; got {steps!r}")
-        T = self.num_train_timesteps
-        if not 1 <= steps <= T:
-            raise ValueError(f"steps must lie in 1..{T} (num_train_timesteps); got {steps}")
-        # numpy's float64 arange and round-half-to-even, as DDIMScheduler computes them: for
-        # steps like 16 (T/steps = 62.5) the levels sit on .5 and the rounding rule decides.
-        levels = np.round(np.arange(T, 0, -T / steps)).astype(np.int64) - 1
-        return [int(t) for t in levels]
+        """The ``steps`` noise levels to evaluate the model at (:func:`trailing_timesteps`)."""
+        return trailing_timesteps(self.num_train_timesteps, steps)
 
     def plan(self, steps: int) -> list[DDIMStep]:
         """The :class:`DDIMStep` s of a ``steps``-step sampling run, in order."""

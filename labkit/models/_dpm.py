@@ -37,8 +37,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
+
+from labkit.models._ddim import trailing_timesteps
 
 __all__ = ["DPMSolver2M", "DPMStep"]
 
@@ -74,13 +75,7 @@ class DPMSolver2M:
 
     def timesteps(self, steps: int) -> list[int]:
         """The ``steps`` levels the model is evaluated at: "trailing" from T − 1, as DDIM's."""
-        if isinstance(steps, bool) or not isinstance(steps, int):
-            raise ValueError(f"steps must be an integer; got {steps!r}")
-        T = self.num_train_timesteps
-        if not 1 <= steps <= T:
-            raise ValueError(f"steps must lie in 1..{T} (num_train_timesteps); got {steps}")
-        levels = np.round(np.arange(T, 0, -T / steps)).astype(np.int64) - 1
-        return [int(t) for t in levels]
+        return trailing_timesteps(self.num_train_timesteps, steps)
 
     def plan(self, steps: int) -> list[DPMStep]:
         """The :class:`DPMStep` s of a ``steps``-step run, coefficients in double precision."""
