@@ -124,9 +124,13 @@ class Rater:
                     raise RuntimeError(f"round {rnd}: submit answered {status} {data[:200]!r}")
                 self.submitted[rnd] = ranking
                 self.acked_at[rnd] = time.monotonic()
-            # One more look, to see the round after the last one open.
-            state = json.loads(self._request(f"api/round?since={version}")[1])
-            self.seen_at.setdefault(int(state["round"]), time.monotonic())
+            # Look on until the round after the last one opens: the first answer may still show
+            # the last round (its vote count changed), so one look is not enough to time it.
+            deadline = time.monotonic() + 60
+            while int(state["round"]) < self.rounds and time.monotonic() < deadline:
+                state = json.loads(self._request(f"api/round?since={version}")[1])
+                version = str(state["version"])
+                self.seen_at.setdefault(int(state["round"]), time.monotonic())
         except Exception as exc:  # reported, and fails the run
             self.errors.append(f"{type(exc).__name__}: {exc}")
             self.connected.set()
