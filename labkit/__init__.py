@@ -14,11 +14,11 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and editors
     from labkit.crowd import CrowdSession
     from labkit.dataset import to_dataset
     from labkit.defaults import make_optimizer
+    from labkit.judges import NoisyJudge, ScoreJudge, TopKJudge, ranking_from_values
     from labkit.optim import CMAES, OptimizeResult, RankOptimizer, ZORankSGD, optimize
-    from labkit.oracles import NoisyJudge, ScoreJudge, TopKJudge, ranking_from_values
     from labkit.ranking import Ranking, validate_ranking
+    from labkit.roundlog import RoundLog
     from labkit.session import Session
-    from labkit.store import RoundLog
     from labkit.tasks.control import ControlTask
     from labkit.tasks.diffusion import DigitsTask, PipelineTask
     from labkit.tasks.functions import FunctionTask
@@ -61,14 +61,14 @@ _LAZY = {
     "RankOptimizer": "labkit.optim",
     "ZORankSGD": "labkit.optim",
     "optimize": "labkit.optim",
-    "NoisyJudge": "labkit.oracles",
-    "ScoreJudge": "labkit.oracles",
-    "TopKJudge": "labkit.oracles",
-    "ranking_from_values": "labkit.oracles",
+    "NoisyJudge": "labkit.judges",
+    "ScoreJudge": "labkit.judges",
+    "TopKJudge": "labkit.judges",
+    "ranking_from_values": "labkit.judges",
     "Ranking": "labkit.ranking",
     "validate_ranking": "labkit.ranking",
     "Session": "labkit.session",
-    "RoundLog": "labkit.store",
+    "RoundLog": "labkit.roundlog",
     "to_dataset": "labkit.dataset",
     "CrowdSession": "labkit.crowd",
     "FunctionTask": "labkit.tasks.functions",

@@ -166,7 +166,7 @@ def build_crowd(
             name=f"crowd-{app}",
             meta={"app": app},
         )
-    from labkit.store import RoundLog
+    from labkit.roundlog import RoundLog
 
     store = log if isinstance(log, RoundLog) else RoundLog(log)
     meta = store.session_meta(join)

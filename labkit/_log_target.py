@@ -1,6 +1,6 @@
 """Where a round log lives: a file path (SQLite) or a database URL (PostgreSQL).
 
-Kept apart from :mod:`labkit.store`, and free of torch, so that ``labkit app`` can tell a URL
+Kept apart from :mod:`labkit.roundlog`, and free of torch, so that ``labkit app`` can tell a URL
 from a path, and name it without its password, before it starts anything.
 """
 
@@ -19,7 +19,7 @@ URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 def is_database_url(target: object) -> TypeGuard[str]:
     """Whether ``target`` names a PostgreSQL database (``postgresql://…`` or ``postgres://…``).
 
-    Anything else that :class:`~labkit.store.RoundLog` accepts is a file path (SQLite).
+    Anything else that :class:`~labkit.roundlog.RoundLog` accepts is a file path (SQLite).
     """
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 

@@ -139,7 +139,7 @@ def _export(argv: list[str], *, prog: str) -> int:
         )
     datasets.disable_progress_bars()  # the command prints one line when it is done
     from labkit.dataset import to_dataset, write_dataset
-    from labkit.store import RoundLog
+    from labkit.roundlog import RoundLog
 
     try:
         log = RoundLog(db)

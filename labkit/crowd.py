@@ -18,7 +18,7 @@ optimizer. Each rater's agreement with the consensus (Kendall's τ-b,
 :func:`labkit.consensus.kendall_tau`) is logged with it and updates their weight for later rounds:
 a contrary or random rater's weight falls (see :class:`~labkit.consensus.RaterWeights`).
 
-**The round log is the coordination point** (only :class:`~labkit.store.RoundLog`'s public API,
+**The round log is the coordination point** (only :class:`~labkit.roundlog.RoundLog`'s public API,
 no table of its own):
 
 * the *consensus session* is an ordinary session (made by :class:`~labkit.session.Session`, its
@@ -71,8 +71,8 @@ import torch
 from labkit.consensus import RaterWeights, consensus, kendall_tau
 from labkit.optim.base import RankOptimizer, integer
 from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
+from labkit.roundlog import Round, RoundLog
 from labkit.session import Session
-from labkit.store import Round, RoundLog
 from labkit.tasks.base import Task
 
 __all__ = [
@@ -194,7 +194,7 @@ class CrowdSession:
     Args:
         optimizer: a fresh optimizer (see :class:`~labkit.session.Session`).
         task: renders the candidates (once per round, for every rater).
-        log: a :class:`~labkit.store.RoundLog`, a path, or a ``postgresql://`` URL.
+        log: a :class:`~labkit.roundlog.RoundLog`, a path, or a ``postgresql://`` URL.
         raters: R, the round closes when R raters have ranked it.
         round_seconds: T, or None: the round also closes T seconds after its first ranking.
         method: the consensus method (:func:`labkit.consensus.consensus`).

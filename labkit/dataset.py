@@ -99,7 +99,7 @@ import torch
 
 from labkit.optim.base import RankOptimizer
 from labkit.ranking import graph_edges
-from labkit.store import Round, RoundLog
+from labkit.roundlog import Round, RoundLog
 
 if TYPE_CHECKING:
     from datasets import Dataset, Features

@@ -6,7 +6,7 @@
       └──────────────── X = opt.ask() ◄── opt.tell(ranking) ◄┘──► progress plot
 ```
 
-The round log (:class:`labkit.store.RoundLog`) is the truth. :meth:`Session.resume` replays it
+The round log (:class:`labkit.roundlog.RoundLog`) is the truth. :meth:`Session.resume` replays it
 into a freshly made optimizer and gets the same iterate bit for bit, so a kernel that dies, a
 browser tab that closes or a process killed mid-round loses nothing that was acknowledged.
 
@@ -44,7 +44,7 @@ import torch
 
 from labkit.optim.base import RankOptimizer, check_flag, integer
 from labkit.ranking import Ranking, Ties, validate_ranking
-from labkit.store import Round, RoundLog, is_database_url
+from labkit.roundlog import Round, RoundLog, is_database_url
 from labkit.tasks.base import Task
 
 __all__ = ["Session", "default_log_path"]
@@ -112,7 +112,7 @@ class Session:
         judge: a machine judge for :meth:`run` (candidates → ranking). A judged session is
             not ranked by people: its :meth:`show` has no ranking widget.
         log: a :class:`RoundLog`, a path to one, or a ``postgresql://`` URL (see
-            :class:`~labkit.store.RoundLog`); default :func:`default_log_path`.
+            :class:`~labkit.roundlog.RoundLog`); default :func:`default_log_path`.
         rater: who ranks (a person's id, ``"judge"``…), written on every row.
         name: a free-form name stored with the session (the app uses it).
         store_candidates: also store each round's candidate tensor in the log (large; the

@@ -20,8 +20,8 @@ from labkit._crowd_server import CrowdServer, build_crowd
 from labkit.consensus import RaterWeights
 from labkit.crowd import AlreadyRanked, CrowdSession, recompute
 from labkit.defaults import make_optimizer
+from labkit.roundlog import RoundLog
 from labkit.session import Session
-from labkit.store import RoundLog
 from labkit.tasks.functions import FunctionTask
 
 

@@ -16,10 +16,10 @@ from scipy.stats import kendalltau  # noqa: E402
 
 from labkit import cli  # noqa: E402
 from labkit.dataset import to_dataset, write_dataset  # noqa: E402
+from labkit.judges import TopKJudge  # noqa: E402
 from labkit.optim.zo_ranksgd import ZORankSGD  # noqa: E402
-from labkit.oracles import TopKJudge  # noqa: E402
+from labkit.roundlog import RoundLog  # noqa: E402
 from labkit.session import Session  # noqa: E402
-from labkit.store import RoundLog  # noqa: E402
 from labkit.tasks.functions import FunctionTask  # noqa: E402
 
 SPHERE = "FunctionTask('sphere', d=2, image_size=64)"

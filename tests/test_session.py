@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from labkit.judges import TopKJudge
 from labkit.optim.zo_ranksgd import ZORankSGD
-from labkit.oracles import TopKJudge
+from labkit.roundlog import Round, RoundLog
 from labkit.session import Session, default_log_path
-from labkit.store import Round, RoundLog
 from labkit.tasks.functions import FunctionTask
 from tests._postgres import PostgresServer
 from tests._round_log_v1 import copy_as_version_1

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import torch
 
+from labkit.judges import TopKJudge
 from labkit.optim.zo_ranksgd import ZORankSGD
-from labkit.oracles import TopKJudge
+from labkit.roundlog import RoundLog
 from labkit.session import Session
-from labkit.store import RoundLog
 from labkit.tasks.functions import FunctionTask
 
 

@@ -36,8 +36,8 @@ from typing import Any
 import ipywidgets
 import torch
 
+from labkit.roundlog import Round
 from labkit.session import Session
-from labkit.store import Round
 
 __all__ = ["AppView", "IncumbentView", "limit_threads"]
 

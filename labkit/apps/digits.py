@@ -42,7 +42,7 @@ def digits_app(
 
     The controls: what the model is told to draw ("any digit": unconditional, the default; or one
     class, then the person steers within it) and "New start" (fresh starting images). Every start
-    is a new session in the round log (``log``: a path or :class:`~labkit.store.RoundLog`;
+    is a new session in the round log (``log``: a path or :class:`~labkit.roundlog.RoundLog`;
     default ``$LABKIT_DB``).
     """
     limit_threads()

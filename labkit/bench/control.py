@@ -149,7 +149,7 @@ def run_one(
 ) -> RunTrace:
     """One run of ``method`` on environment ``name`` (a key of :data:`ENVS`) within ``budget``
     training episodes."""
-    from labkit.oracles import ranking_from_values
+    from labkit.judges import ranking_from_values
     from labkit.tasks.control import ControlTask
 
     setting = ENVS[name]

@@ -150,7 +150,7 @@ def run_crowd(
     *, app: str = "quickstart", raters: int = 30, rounds: int = 10, round_seconds: float = 600.0
 ) -> dict[str, Any]:
     """Run the benchmark; return its figures and the problems found (empty: all held)."""
-    from labkit.store import RoundLog
+    from labkit.roundlog import RoundLog
 
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="labkit-bench-crowd-") as tmp:

@@ -64,11 +64,11 @@ from typing import Any
 import torch
 
 from labkit.bench._common import limited_threads, parse_args, positive_int
+from labkit.judges import ScoreJudge
 from labkit.optim.base import RankOptimizer
 from labkit.optim.cmaes import CMAES
 from labkit.optim.prior import PriorSampling
 from labkit.optim.zo_ranksgd import ZORankSGD
-from labkit.oracles import ScoreJudge
 from labkit.tasks.diffusion import DigitProbability, DigitsTask, ImageSimilarity
 
 __all__ = [

@@ -52,8 +52,8 @@ from typing import Any
 import torch
 
 from labkit.bench._common import limited_threads, parse_args, positive_int
+from labkit.judges import NoisyJudge, TopKJudge
 from labkit.optim.base import RankOptimizer
-from labkit.oracles import NoisyJudge, TopKJudge
 from labkit.tasks.functions import TestFunction, get_function
 
 __all__ = [

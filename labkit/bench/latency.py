@@ -49,7 +49,7 @@ from labkit.bench._common import (
     positive_int,
     write_json,
 )
-from labkit.store import RoundLog
+from labkit.roundlog import RoundLog
 
 __all__ = ["TARGETS", "main", "run_latency"]
 

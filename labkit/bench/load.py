@@ -153,7 +153,7 @@ def check_log(db: Path, visits: Sequence[Visit], rounds: int) -> tuple[list[str]
     One session with rounds per visitor, ``rounds`` rounds each, numbered 0..rounds-1, and each
     session's rankings exactly one visitor's: none lost, none in another visitor's session.
     """
-    from labkit.store import RoundLog
+    from labkit.roundlog import RoundLog
 
     problems: list[str] = []
     with RoundLog(db) as log:

@@ -41,7 +41,7 @@ shell the model knows. The optimizer stays generic: it never learns this happene
 scale-invariant, so the radial part of its moves is simply ignored. Whether it helps is measured
 by ``labkit bench diffusion`` (see docs/benchmarks.md).
 
-**Machine judges.** ``task.judge(...)`` is a :class:`labkit.oracles.ScoreJudge` that ranks the
+**Machine judges.** ``task.judge(...)`` is a :class:`labkit.judges.ScoreJudge` that ranks the
 rendered images by a score — :class:`DigitProbability` (the digits classifier's probability of a
 requested digit) or :class:`ImageSimilarity` (closeness to a target image, a person with a picture
 in mind) — optionally with Thurstone noise and slips (``noise=``, ``swap_prob=``) to act like a
@@ -70,9 +70,9 @@ from typing import Any, Literal
 import torch
 
 from labkit.devices import resolve_device
+from labkit.judges import ScoreJudge
 from labkit.media import png_bytes
 from labkit.optim.base import check_flag, check_nonneg
-from labkit.oracles import ScoreJudge
 
 __all__ = [
     "DigitProbability",

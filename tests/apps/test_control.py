@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from labkit.apps.control import control_app, goal
-from labkit.store import RoundLog
+from labkit.roundlog import RoundLog
 from tests.apps.conftest import ranker, submit, texts
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from labkit.apps.digits import digits_app, pipeline_app
-from labkit.store import RoundLog
+from labkit.roundlog import RoundLog
 from tests.apps.conftest import ranker, submit, walk
 from tests.tasks.test_diffusion import tiny_pipe  # noqa: F401  (the fixture)
 

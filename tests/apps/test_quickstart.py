@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from labkit.apps.quickstart import PathMap, quickstart_app
-from labkit.store import RoundLog
+from labkit.roundlog import RoundLog
 from labkit.tasks.functions import FunctionTask
 from tests.apps.conftest import ranker, submit, walk
 

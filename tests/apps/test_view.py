@@ -8,8 +8,8 @@ import torch
 
 from labkit.apps._view import AppView, limit_threads, short_error
 from labkit.optim.zo_ranksgd import ZORankSGD
+from labkit.roundlog import RoundLog
 from labkit.session import Session
-from labkit.store import RoundLog
 from labkit.tasks.functions import FunctionTask
 from tests.apps.conftest import ranker, submit, texts
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from labkit.bench import load
-from labkit.store import RoundLog
+from labkit.roundlog import RoundLog
 
 
 def _log(db: Path, sessions: list[list[list[int]]]) -> None:

@@ -337,9 +337,9 @@ def drag_tile_to_top(page: Any, label: int) -> list[int]:
 def wait_logged(db: Path, name: str, count: int, *, timeout_s: float) -> list[Any]:
     """The live rounds of the session called ``name`` in the log at ``db``, once ``count`` exist.
 
-    Read with :class:`labkit.store.RoundLog`, from this process, as any reader of the log would.
+    Read with :class:`labkit.roundlog.RoundLog`, from this process, as any reader of the log would.
     """
-    from labkit.store import RoundLog
+    from labkit.roundlog import RoundLog
 
     deadline = time.monotonic() + timeout_s
     rounds: list[Any] = []

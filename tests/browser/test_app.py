@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from labkit.app import APPS, DEFAULT_APP, server_status
-from labkit.store import Round, RoundLog
+from labkit.roundlog import Round, RoundLog
 from tests.browser.conftest import (
     KERNEL_RUN_S,
     candidates,

@@ -3,7 +3,7 @@
 ``labkit app quickstart --crowd --raters 3`` is started on a free port of 127.0.0.1 with a fresh
 round log; three browser contexts (three people: their own cookies) open the printed link, each
 ranks every round by dragging a tile with the mouse and pressing Submit, and sees how many have
-ranked. After each round the log (read here with :class:`labkit.store.RoundLog`) holds the three
+ranked. After each round the log (read here with :class:`labkit.roundlog.RoundLog`) holds the three
 raw rankings, each exactly as its page showed it, under its rater, and one consensus.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from labkit.crowd import recompute
-from labkit.store import RoundLog
+from labkit.roundlog import RoundLog
 from tests.browser.conftest import (
     KERNEL_RUN_S,
     dom_order,

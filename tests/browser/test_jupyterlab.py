@@ -4,7 +4,7 @@ A JupyterLab server is started on 127.0.0.1 (a free port, token off, fresh setti
 workspaces) on a temporary copy of ``notebooks/quickstart.ipynb``; the page opens it and runs all
 cells from the Run menu, as a person would. Then one round is ranked with a real mouse drag and
 one with the keyboard only, and each time the kernel's round log (the SQLite file at
-``LABKIT_DB``, read here with :class:`labkit.store.RoundLog`) must hold exactly the ranking the
+``LABKIT_DB``, read here with :class:`labkit.roundlog.RoundLog`) must hold exactly the ranking the
 page showed. Screenshots go to ``test-artifacts/browser/``.
 """
 

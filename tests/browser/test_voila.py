@@ -4,7 +4,7 @@ A Voilà server is started on 127.0.0.1 (a free port, fresh Jupyter dirs) on
 ``notebooks/quickstart.ipynb`` with ``LABKIT_DB`` pointing at a temporary log and
 ``LABKIT_SMOKE=1``; opening the page runs the notebook. One round is ranked with a real mouse
 drag and one with the keyboard only, and each time the kernel's round log (read here with
-:class:`labkit.store.RoundLog`) must hold exactly the ranking the page showed. Voilà executes
+:class:`labkit.roundlog.RoundLog`) must hold exactly the ranking the page showed. Voilà executes
 nothing the browser sends (no code cells run from the page): the loop goes through the widget's
 trait only. Screenshots go to ``test-artifacts/browser/``.
 """

@@ -19,9 +19,9 @@ from PIL import Image, ImageSequence
 gym = pytest.importorskip("gymnasium")
 
 from labkit.executors import split  # noqa: E402
+from labkit.judges import TopKJudge  # noqa: E402
 from labkit.optim.base import optimize  # noqa: E402
 from labkit.optim.zo_ranksgd import ZORankSGD  # noqa: E402
-from labkit.oracles import TopKJudge  # noqa: E402
 from labkit.tasks._control_views import _n_frames  # noqa: E402
 from labkit.tasks.base import Task  # noqa: E402
 from labkit.tasks.control import ControlTask  # noqa: E402

@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
+from labkit.judges import ScoreJudge
 from labkit.optim.prior import PriorSampling
 from labkit.optim.zo_ranksgd import ZORankSGD
-from labkit.oracles import ScoreJudge
 from labkit.session import Session
 from labkit.tasks.base import Task
 from labkit.tasks.diffusion import (

@@ -1,4 +1,4 @@
-"""Tests of labkit.store: the append-only round log, in SQLite and in PostgreSQL.
+"""Tests of labkit.roundlog: the append-only round log, in SQLite and in PostgreSQL.
 
 The contract tests take the ``log`` (or ``new_target``) fixture and run on both back ends: a file,
 and a fresh schema on a throwaway PostgreSQL server (tests/_postgres.py). Tests of what only one
@@ -38,8 +38,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labkit import store as store_module
-from labkit.store import SCHEMA_VERSION, Round, RoundLog, is_database_url
+from labkit import roundlog as roundlog_module
+from labkit.roundlog import SCHEMA_VERSION, Round, RoundLog, is_database_url
 from tests._postgres import PostgresServer
 from tests._round_log_v1 import copy_as_version_1, create_version_1
 
@@ -651,7 +651,7 @@ def test_export_csv(log: RoundLog, tmp_path: Path) -> None:
     assert rows[2]["kind"] == "line_search"
     assert [json.loads(r["ties"]) for r in rows] == [[], [], [2], []]
     assert [r["answer"] for r in rows] == ["ranking", "ranking", "ranking", "none_better"]
-    assert list(rows[0]) == list(store_module._EXPORT_COLUMNS)
+    assert list(rows[0]) == list(roundlog_module._EXPORT_COLUMNS)
     with log.export_csv(tmp_path / "b.csv", session_id=b).open(newline="") as f:
         only_b = list(csv.DictReader(f))
     assert [r["session_id"] for r in only_b] == [b]
@@ -1074,8 +1074,8 @@ def test_postgres_the_index_decides_against_a_writer_that_skips_the_lock(
 def test_postgres_a_write_waits_for_its_session_lock_then_gives_up(
     postgres: PostgresServer,
 ) -> None:
-    from labkit._store_pg import _lock_key
-    from labkit.store import _APPLICATION_ID
+    from labkit._roundlog_pg import _lock_key
+    from labkit.roundlog import _APPLICATION_ID
 
     url = postgres.fresh_log_url()
     with RoundLog(url, busy_timeout=0.3) as lg:
@@ -1151,3 +1151,12 @@ def test_only_postgres_urls_are_urls(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"a file path or a postgresql:// URL") as err:
         RoundLog("mysql://ada:pw-Zq9@db.lab/labkit")
     assert "pw-Zq9" not in str(err.value) and "mysql://ada@db.lab/labkit" in str(err.value)
+
+
+def test_the_old_module_name_still_imports_the_same_round_log() -> None:
+    """labkit.store was this module's name until 2026-11-30; kept for a release."""
+    import labkit.roundlog as new
+    import labkit.store as old
+
+    assert old.__all__ == new.__all__
+    assert all(getattr(old, name) is getattr(new, name) for name in new.__all__)

@@ -1,9 +1,9 @@
-"""The round log in PostgreSQL: the back end of :class:`labkit.store.RoundLog` for a URL.
+"""The round log in PostgreSQL: the back end of :class:`labkit.roundlog.RoundLog` for a URL.
 
 ``RoundLog("postgresql://ada@db.lab:5432/labkit")`` keeps the log in that database, in its current
 schema (the first existing one on the ``search_path``, normally ``public``; a URL parameter
 ``options=-csearch_path%3Dother`` picks another), so several app servers write one log. The
-contract is the one in :mod:`labkit.store`; this module holds only what differs from SQLite:
+contract is the one in :mod:`labkit.roundlog`; this module holds only what differs from SQLite:
 
 * **Types.** ``seq`` is ``BIGINT GENERATED ALWAYS AS IDENTITY``, ``round`` and ``m`` are
   ``BIGINT`` (SQLite's integers are 64-bit), times ``DOUBLE PRECISION``, candidates ``BYTEA``;
@@ -41,7 +41,7 @@ contract is the one in :mod:`labkit.store`; this module holds only what differs 
   ``psycopg.OperationalError``); reading the session back tells.
 
 * **Secrets.** A password in the URL (``user:password@`` or ``password=``) is handed to libpq and
-  nowhere else: the log is named by :func:`labkit.store.redact_url` in ``repr`` and messages, a
+  nowhere else: the log is named by :func:`labkit.roundlog.redact_url` in ``repr`` and messages, a
   connection error has any password in it masked, and nothing about the connection is written
   into the log. libpq also reads ``PGPASSWORD`` and ``~/.pgpass``, which keep a password out of
   the URL altogether.
@@ -66,7 +66,7 @@ except ImportError as err:  # pragma: no cover - the postgres extra is part of d
     ) from err
 
 from labkit._log_target import redact_url
-from labkit.store import _APPLICATION_ID, _LIVE_ROUND_INDEX, _Cursor
+from labkit.roundlog import _APPLICATION_ID, _LIVE_ROUND_INDEX, _Cursor
 
 __all__ = ["Postgres"]
 

@@ -1,4 +1,4 @@
-"""Tests of labkit.oracles: exact, noisy and score-model judges."""
+"""Tests of labkit.judges: exact, noisy and score-model judges."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from labkit.oracles import NoisyJudge, ScoreJudge, TopKJudge, ranking_from_values
+from labkit.judges import NoisyJudge, ScoreJudge, TopKJudge, ranking_from_values
 from labkit.ranking import validate_ranking
 from labkit.tasks.functions import FunctionTask, sphere
 
@@ -368,3 +368,12 @@ def test_a_flag_given_as_a_string_is_refused() -> None:
         with pytest.raises(ValueError, match="maximize must be True or False"):
             make()
     assert TopKJudge(f, k=2, maximize=np.bool_(True)).maximize is True
+
+
+def test_the_old_module_name_still_imports_the_same_judges() -> None:
+    """labkit.oracles was this module's name until 2026-11-30; kept for a release."""
+    import labkit.judges as new
+    import labkit.oracles as old
+
+    assert old.__all__ == new.__all__
+    assert all(getattr(old, name) is getattr(new, name) for name in new.__all__)
