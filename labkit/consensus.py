@@ -53,7 +53,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from labkit.optim.base import check_nonneg, integer
+from labkit._checks import check_nonneg, integer
 from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
 
 __all__ = [

@@ -68,8 +68,9 @@ from typing import Any
 
 import torch
 
+from labkit._checks import integer
 from labkit.consensus import RaterWeights, consensus, kendall_tau
-from labkit.optim.base import RankOptimizer, integer
+from labkit.optim.base import RankOptimizer
 from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
 from labkit.roundlog import Round, RoundLog
 from labkit.session import Session

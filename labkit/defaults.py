@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from labkit.optim.base import RankOptimizer, as_start_point, integer
+from labkit._checks import integer
+from labkit.optim.base import RankOptimizer, as_start_point
 
 __all__ = ["make_optimizer", "task_scale"]
 

@@ -30,14 +30,14 @@ Conventions shared by all judges:
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from labkit.optim.base import check_flag, check_nonneg, make_generator
+from labkit._checks import check_flag, check_nonneg, integer
+from labkit.optim.base import make_generator
 from labkit.ranking import Ranking, validate_ranking
 
 __all__ = [
@@ -60,7 +60,7 @@ def _check_k(k: Any) -> int | None:
     """``None`` (a full ranking) or a positive int; checked when the judge is built."""
     if k is None:
         return None
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+    if integer(k) is None or k < 1:
         raise ValueError(f"k must be None (a full ranking) or an int >= 1; got k={k!r}")
     return int(k)
 

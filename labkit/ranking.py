@@ -22,12 +22,13 @@ reduces it to one number per candidate, which is all the gradient estimate needs
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 
 import torch
+
+from labkit._checks import integer
 
 __all__ = [
     "Ranking",
@@ -85,7 +86,7 @@ def validate_ranking(ranking: Any, m: int) -> Ranking:
     longer than ``m``, an element that is not an integer (bools and floats are refused, even
     ``2.0``), an index outside ``[0, m)``, or an index given twice.
     """
-    if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
+    if integer(m) is None or m < 1:
         raise ValueError(f"a round must have at least one candidate; got m={m!r}")
     items = _items(
         ranking,
@@ -104,7 +105,7 @@ def validate_ranking(ranking: Any, m: int) -> Ranking:
     out: list[int] = []
     seen: set[int] = set()
     for pos, item in enumerate(items):
-        if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+        if integer(item) is None:
             raise ValueError(
                 f"ranking position {pos} must be an integer candidate index; got {item!r} "
                 f"of type {type(item).__name__}"
@@ -143,7 +144,7 @@ def validate_ties(ties: Any, k: int) -> Ties:
     that is not an integer (bools and floats are refused), a position outside ``1..k − 1``, a
     position given twice, or positions out of order.
     """
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+    if integer(k) is None or k < 1:
         raise ValueError(f"ties belong to a ranking of length k >= 1; got k={k!r}")
     if ties is None:
         return ()
@@ -159,7 +160,7 @@ def validate_ties(ties: Any, k: int) -> Ties:
     )
     out: list[int] = []
     for item in items:
-        if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+        if integer(item) is None:
             raise ValueError(
                 f"a tie must be an integer ranking position; got {item!r} of type "
                 f"{type(item).__name__} in {list(items)!r}"

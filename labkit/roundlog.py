@@ -89,7 +89,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import numbers
 import os
 import sqlite3
 import threading
@@ -105,6 +104,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from labkit._checks import check_int
 from labkit._log_target import URL_RE, is_database_url, redact_url
 from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
 
@@ -286,15 +286,6 @@ def _meta_json(meta: Mapping[str, Any] | None, what: str) -> str:
         return json.dumps(dict(meta), allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{what} must be JSON-serializable (finite numbers only): {err}") from err
-
-
-def _check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer; got {value!r} of type {type(value).__name__}")
-    v = int(value)
-    if minimum is not None and v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {v}")
-    return v
 
 
 def _check_session_id(session_id: Any) -> str:
@@ -836,8 +827,8 @@ class RoundLog:
         was not free within ``busy_timeout``.
         """
         sid = _check_session_id(session_id)
-        rnd = _check_int("round", round, minimum=0)
-        m_ = _check_int("m", m, minimum=1)
+        rnd = check_int("round", round, minimum=0)
+        m_ = check_int("m", m, minimum=1)
         r = validate_ranking(ranking, m_)
         t = validate_ties(ties, len(r))
         if not isinstance(answer, str) or answer not in ANSWERS:
@@ -850,7 +841,7 @@ class RoundLog:
         if rater is not None and not isinstance(rater, str):
             raise ValueError(f"rater must be a string id or None; got {rater!r}")
         if seed is not None:
-            seed_text: str | None = str(_check_int("seed", seed))
+            seed_text: str | None = str(check_int("seed", seed))
         else:
             seed_text = None
         if not isinstance(kind, str) or not kind:
@@ -948,7 +939,7 @@ class RoundLog:
         row for ``round`` (or, with ``last``, a later live one).
         """
         sid = _check_session_id(session_id)
-        rnd = _check_int("round", round, minimum=0)
+        rnd = check_int("round", round, minimum=0)
         t_utc, _ = _now()
         with self._write(lock=sid) as db:
             row = db.execute(

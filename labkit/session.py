@@ -42,7 +42,8 @@ from typing import Any
 
 import torch
 
-from labkit.optim.base import RankOptimizer, check_flag, integer
+from labkit._checks import check_flag, integer
+from labkit.optim.base import RankOptimizer
 from labkit.ranking import Ranking, Ties, validate_ranking
 from labkit.roundlog import Round, RoundLog, is_database_url
 from labkit.tasks.base import Task

@@ -54,16 +54,14 @@ dict. An optimizer whose randomness lives elsewhere (CMAES: pycma's NumPy source
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
+from labkit._checks import check_flag, check_nonneg, integer
 from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
 
 __all__ = [
@@ -141,43 +139,6 @@ def device_normal(
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return torch.randn(shape, generator=g, device=device, dtype=dtype)
-
-
-def integer(value: object) -> int | None:
-    """``value`` as an int if it is an integer (a Python or NumPy int, not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        return None
-    return int(value)
-
-
-def check_flag(name: str, value: object) -> bool:
-    """``value`` as a bool if it is one (Python or NumPy), else a ValueError naming ``name``.
-
-    ``bool("False")`` is True: a flag given as a string would silently mean the opposite.
-    """
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
-
-
-def check_nonneg(name: str, value: float) -> float:
-    """Return ``value`` as float if it is finite and >= 0, else raise a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    return v
-
-
-def check_positive(name: str, value: float) -> float:
-    """Return ``value`` as float if it is finite and > 0, else raise a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a positive number; got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be finite and > 0; got {value!r}")
-    return v
 
 
 class RankOptimizer(ABC):

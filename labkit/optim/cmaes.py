@@ -50,14 +50,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from labkit.optim.base import (
-    RankOptimizer,
-    as_start_point,
-    atomic_load,
-    check_positive,
-    integer,
-    make_generator,
-)
+from labkit._checks import check_positive, integer
+from labkit.optim.base import RankOptimizer, as_start_point, atomic_load, make_generator
 from labkit.ranking import Ranking, Ties
 
 __all__ = ["CMAES"]

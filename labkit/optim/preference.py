@@ -52,13 +52,8 @@ from typing import Any, Literal
 
 import torch
 
-from labkit.optim.base import (
-    RankOptimizer,
-    as_start_point,
-    atomic_load,
-    check_positive,
-    integer,
-)
+from labkit._checks import check_positive, integer
+from labkit.optim.base import RankOptimizer, as_start_point, atomic_load
 from labkit.ranking import Ranking, Ties, graph_edges
 
 __all__ = ["MAX_DIM", "PreferenceThompson"]

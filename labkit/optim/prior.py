@@ -26,14 +26,8 @@ from typing import Any
 
 import torch
 
-from labkit.optim.base import (
-    RankOptimizer,
-    as_start_point,
-    atomic_load,
-    check_positive,
-    device_normal,
-    integer,
-)
+from labkit._checks import check_positive, integer
+from labkit.optim.base import RankOptimizer, as_start_point, atomic_load, device_normal
 from labkit.ranking import Ranking, Ties
 
 __all__ = ["PriorSampling"]

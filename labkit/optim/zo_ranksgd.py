@@ -64,14 +64,8 @@ from typing import Any
 
 import torch
 
-from labkit.optim.base import (
-    RankOptimizer,
-    as_start_point,
-    atomic_load,
-    check_flag,
-    check_positive,
-    integer,
-)
+from labkit._checks import check_flag, check_positive, integer
+from labkit.optim.base import RankOptimizer, as_start_point, atomic_load
 from labkit.ranking import Ranking, Ties, graph_coefficients
 
 __all__ = ["ZORankSGD"]

@@ -62,17 +62,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 
+from labkit._checks import check_flag, check_int, check_nonneg, integer
 from labkit.devices import resolve_device
 from labkit.judges import ScoreJudge
 from labkit.media import png_bytes
-from labkit.optim.base import check_flag, check_nonneg
 
 __all__ = [
     "DigitProbability",
@@ -205,18 +204,8 @@ class ImageSimilarity:
 
 # -- what both tasks share ------------------------------------------------------------------------
 def _check_digit(value: Any, name: str) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or not 0 <= int(value) <= 9
-    ):
+    if integer(value) is None or not 0 <= int(value) <= 9:
         raise ValueError(f"{name} must be a digit, an int in 0..9; got {value!r}")
-    return int(value)
-
-
-def _check_int(value: Any, name: str, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
-        raise ValueError(f"{name} must be an int >= {lo}; got {value!r}")
     return int(value)
 
 
@@ -461,7 +450,7 @@ class DigitsTask(_LatentTask):
             self.condition = None
         else:
             self.condition = _check_digit(condition, "condition (a class, 'digit' or None)")
-        self.steps = _check_int(dm.INTERACTIVE_STEPS if steps is None else steps, "steps", 1)
+        self.steps = check_int("steps", dm.INTERACTIVE_STEPS if steps is None else steps, minimum=1)
         sampler = dm.INTERACTIVE_SAMPLER if sampler is None else sampler
         if sampler not in dm.SAMPLERS:
             raise ValueError(
@@ -471,7 +460,7 @@ class DigitsTask(_LatentTask):
         self.guidance = check_nonneg(
             "guidance", dm.DEFAULT_GUIDANCE if guidance is None else guidance
         )
-        image_px = _check_int(image_px, "image_px", dm.IMAGE_SIZE)
+        image_px = check_int("image_px", image_px, minimum=dm.IMAGE_SIZE)
         if image_px % dm.IMAGE_SIZE:
             raise ValueError(
                 f"image_px must be a multiple of {dm.IMAGE_SIZE} (pixels are repeated, never "
@@ -522,7 +511,7 @@ class DigitsTask(_LatentTask):
         the class offset δ (``"latents+class"``) starts at 0, the class as trained. The model
         casts when sampling.
         """
-        seed = _check_int(seed, "seed", 0)
+        seed = check_int("seed", seed, minimum=0)
         g = torch.Generator(device="cpu").manual_seed(seed)
         z = torch.randn(self.latent_shape, generator=g)
         if self.optimize == "latents+class":
@@ -649,11 +638,11 @@ class PipelineTask(_LatentTask):
         self.pipeline = pipeline
         self.prompt = prompt
         self.negative_prompt = negative_prompt
-        self.num_inference_steps = _check_int(num_inference_steps, "num_inference_steps", 1)
+        self.num_inference_steps = check_int("num_inference_steps", num_inference_steps, minimum=1)
         self.guidance_scale = check_nonneg("guidance_scale", guidance_scale)
         self.optimize: str = optimize
         self.renormalize = check_flag("renormalize", renormalize)
-        self.seed = _check_int(seed, "seed", 0)
+        self.seed = check_int("seed", seed, minimum=0)
         self.scorer = scorer
         self.pipeline_kwargs = dict(pipeline_kwargs or {})
 
@@ -670,8 +659,8 @@ class PipelineTask(_LatentTask):
         factor = int(getattr(pipeline, "vae_scale_factor", 8))
         sample = pipeline.unet.config.sample_size
         default_px = (sample if isinstance(sample, int) else sample[0]) * factor
-        self.height = _check_int(default_px if height is None else height, "height", factor)
-        self.width = _check_int(default_px if width is None else width, "width", factor)
+        self.height = check_int("height", default_px if height is None else height, minimum=factor)
+        self.width = check_int("width", default_px if width is None else width, minimum=factor)
         for name, px in (("height", self.height), ("width", self.width)):
             if px % factor:
                 raise ValueError(
@@ -771,7 +760,7 @@ class PipelineTask(_LatentTask):
         the same on every device; the prompt offset δ (``"latents+prompt"``) starts at 0, i.e. at
         the prompt as written.
         """
-        seed = self.seed if seed is None else _check_int(seed, "seed", 0)
+        seed = self.seed if seed is None else check_int("seed", seed, minimum=0)
         g = torch.Generator(device="cpu").manual_seed(seed)
         z = torch.randn(self.latent_shape, generator=g)
         if self.optimize == "latents+prompt":

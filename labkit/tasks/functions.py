@@ -22,7 +22,6 @@ better), ``render(X)`` draws each 2-D candidate on the function's contour plot a
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from labkit._checks import integer
 from labkit.media import png_bytes
 
 __all__ = [
@@ -71,7 +71,7 @@ def _check_points(X: Any, name: str, *, min_dim: int = 1) -> torch.Tensor:
 
 
 def _check_dim(d: Any, name: str, min_dim: int) -> int:
-    if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < min_dim:
+    if integer(d) is None or d < min_dim:
         raise ValueError(f"{name} needs an integer dimension d >= {min_dim}; got d={d!r}")
     return int(d)
 
@@ -185,7 +185,7 @@ class TestFunction:
         float64, then moved).
         """
         d = _check_dim(d, self.name, self.min_dim)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        if integer(seed) is None or seed < 0:
             raise ValueError(f"seed must be a non-negative int; got seed={seed!r}")
         g = torch.Generator(device="cpu").manual_seed(int(seed))
         u = torch.randn(d, generator=g, dtype=torch.float64)
@@ -255,11 +255,7 @@ class FunctionTask:
     ) -> None:
         self.function = function if isinstance(function, TestFunction) else get_function(function)
         self.d: int = _check_dim(d, self.function.name, self.function.min_dim)
-        if (
-            isinstance(image_size, bool)
-            or not isinstance(image_size, numbers.Integral)
-            or not 64 <= image_size <= 512
-        ):
+        if integer(image_size) is None or not 64 <= image_size <= 512:
             raise ValueError(f"image_size must be an int in [64, 512] pixels; got {image_size!r}")
         self.image_size: int = int(image_size)
         self.box: Box = _check_box(self.function.box if box is None else box)

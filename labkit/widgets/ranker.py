@@ -54,7 +54,6 @@ with ``aria-pressed``.
 from __future__ import annotations
 
 import inspect
-import numbers
 import pathlib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -64,6 +63,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from labkit._checks import integer
 from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
 
 __all__ = ["NotTaken", "RankingWidget", "display_order"]
@@ -107,7 +107,7 @@ def display_order(m: int, *, seed: int) -> tuple[int, ...]:
     ``p`` (whose tile carries the label ``p + 1``). Fisher–Yates driven by mulberry32, so the
     kernel can log what was shown where. ``seed`` must lie in ``[0, 2**32)``.
     """
-    if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
+    if integer(m) is None or m < 1:
         raise ValueError(f"a round must have at least one candidate; got m={m!r}")
     _check_seed(seed)
     draws = _mulberry32(int(seed))
@@ -120,11 +120,7 @@ def display_order(m: int, *, seed: int) -> tuple[int, ...]:
 
 
 def _check_seed(seed: Any) -> None:
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, numbers.Integral)
-        or not 0 <= int(seed) <= _UINT32
-    ):
+    if integer(seed) is None or not 0 <= int(seed) <= _UINT32:
         raise ValueError(
             f"the display seed must be an integer in [0, 2**32) (the front end shuffles with a "
             f"32-bit generator); got {seed!r}"
@@ -322,19 +318,15 @@ class RankingWidget(anywidget.AnyWidget):
                     f"MIME type of item {i} must look like 'image/png' or 'video/mp4' "
                     f"(image/* or video/*); got {t!r}"
                 )
-        if isinstance(round_id, bool) or not isinstance(round_id, numbers.Integral) or round_id < 0:
+        if integer(round_id) is None or round_id < 0:
             raise ValueError(f"round_id must be a non-negative integer; got {round_id!r}")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral)):
+        if k is not None and (integer(k) is None):
             raise ValueError(f"k must be an integer or None; got {k!r}")
         if k is not None and not 0 <= k <= m:
             raise ValueError(
                 f"k={k} must be between 1 and m={m} (or 0/None for a full ranking of all {m})"
             )
-        if incumbent is not None and (
-            isinstance(incumbent, bool)
-            or not isinstance(incumbent, numbers.Integral)
-            or not 0 <= incumbent < m
-        ):
+        if incumbent is not None and (integer(incumbent) is None or not 0 <= incumbent < m):
             raise ValueError(
                 f"incumbent must be None or a candidate index in 0..{m - 1}; got {incumbent!r}"
             )
@@ -384,7 +376,7 @@ class RankingWidget(anywidget.AnyWidget):
                 f"'ties' and 'none_better'; got {keys}"
             )
         round_ = value["round"]
-        if isinstance(round_, bool) or not isinstance(round_, numbers.Integral):
+        if integer(round_) is None:
             raise self._refuse(f"the submission's round must be an integer; got {round_!r}")
         if self.round_id is None:
             raise self._refuse(f"no round is on screen; the ranking for round {round_} was refused")
