@@ -21,19 +21,12 @@ import torch
 
 from labkit.app import printed_link
 
-#: Debian's chromium and the flags it runs with here (headless, no sandbox as root, no background
-#: traffic on a closed network); the latency benchmark and the browser tests share them.
+#: Debian's chromium, and the only flags it needs beyond Playwright's own: Playwright already
+#: passes --headless, --no-sandbox, --no-first-run and turns off background networking,
+#: component updates and sync. Here there is no GPU, and QUIC has no way out of a closed network.
+#: The latency benchmark and the browser tests share them.
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
+CHROMIUM_FLAGS = ("--disable-gpu", "--disable-quic")
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
