@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 from labkit.app import printed_link
@@ -68,29 +69,15 @@ def limited_threads(n: int) -> Iterator[None]:
 
 
 def descendants(pid: int) -> list[int]:
-    """Ids of every living process below ``pid`` (children, grandchildren, ...), from /proc.
+    """Ids of every living process below ``pid`` (children, grandchildren, ...).
 
     Jupyter kernels run in process groups of their own, so stopping a server's group is not
     enough: whoever started it also kills these, each by its id.
     """
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name (field 2) is in parentheses and may contain spaces; ppid follows it.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def write_json(path: Path, result: dict[str, Any]) -> None:
@@ -101,17 +88,6 @@ def write_json(path: Path, result: dict[str, Any]) -> None:
 
 
 # ---- memory of a process tree ------------------------------------------------------------------
-
-
-def _kib(path: Path, key: str) -> int:
-    """The ``key:`` line of a /proc file, in KiB (0 if the process is gone)."""
-    try:
-        for line in path.read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 @dataclass
@@ -128,15 +104,24 @@ class TreeMemory:
     _thread: threading.Thread | None = None
 
     def sample(self) -> tuple[int, int, int]:
-        """(RSS sum, PSS sum, kernels) of ``root`` and everything below it, now."""
-        pids = [self.root, *descendants(self.root)]
-        rss = sum(_kib(Path(f"/proc/{p}/status"), "VmRSS") for p in pids)
-        pss = sum(_kib(Path(f"/proc/{p}/smaps_rollup"), "Pss") for p in pids)
-        kernels = 0
-        for p in pids:
-            with contextlib.suppress(OSError):
-                if b"ipykernel" in Path(f"/proc/{p}/cmdline").read_bytes():
-                    kernels += 1
+        """(RSS sum, PSS sum, kernels) of ``root`` and everything below it, now, in KiB.
+
+        PSS (proportional set size) splits each shared page among the processes that map it,
+        so its sum over a tree is what the tree really holds; the RSS sum counts shared pages
+        (torch's libraries in every kernel) once per process.
+        """
+        try:
+            root = psutil.Process(self.root)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0, 0, 0
+        rss = pss = kernels = 0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):  # gone meanwhile, or not ours to read
+                memory = proc.memory_full_info()
+                rss += memory.rss // 1024
+                pss += getattr(memory, "pss", 0) // 1024  # Linux only
+                kernels += any("ipykernel" in part for part in proc.cmdline())
         return rss, pss, kernels
 
     def _run(self) -> None:

@@ -5,7 +5,7 @@ What a crowd server meets when a class ranks together, on loopback:
 1. ``labkit app APP --crowd --raters N --no-browser`` starts on a free port of 127.0.0.1 with a
    fresh round log (T is ``--round-seconds``, long by default, so every round closes at N);
    the benchmark reads the tokened link the command prints.
-2. The server's RSS is read (psutil when installed, else ``/proc/PID/status``) before any
+2. The server's RSS is read (psutil) before any
    rater, once all ``--raters`` have loaded the page and asked for the round, and at the end.
 3. ``--raters`` HTTP clients (threads, each its own rater cookie) do what the page does: long
    poll ``api/round``, fetch the round's candidates, post a ranking (random, of the size the
@@ -49,14 +49,9 @@ ROUND_S = 120.0
 
 
 def rss_mib(pid: int) -> float:
-    """Resident memory of process ``pid`` in MiB (psutil if installed, else /proc)."""
-    try:
-        import psutil
-    except ImportError:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no VmRSS for process {pid}") from None
+    """Resident memory of process ``pid`` in MiB."""
+    import psutil
+
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 

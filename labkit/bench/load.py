@@ -11,7 +11,7 @@ What a published app meets when a class opens it together, measured end to end:
    keyboard contract), each visitor and round pressing different labels, and keeps the full
    ranking its page showed when it pressed Enter.
 4. Meanwhile the memory of the server's whole process tree (``labkit app``, the Voilà server and
-   every kernel) is sampled twice a second from ``/proc``: the sum of RSS (shared pages counted
+   every kernel) is sampled twice a second (psutil): the sum of RSS (shared pages counted
    in each process: an upper bound) and of PSS (shared pages split: what the tree really holds).
 5. The round log is checked: exactly one session per visitor with rounds in it, each with
    ``--rounds`` rounds numbered from 0, and each session's sequence of rankings is exactly one
