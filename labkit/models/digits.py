@@ -49,7 +49,7 @@ import threading
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
@@ -330,6 +330,13 @@ def _check_labels(labels: torch.Tensor, n: int) -> None:
             )
 
 
+def check_sampler(sampler: object) -> Sampler:
+    """``sampler`` if it names one of :data:`SAMPLERS`, else a ValueError listing them."""
+    if isinstance(sampler, str) and sampler in SAMPLERS:
+        return cast(Sampler, sampler)
+    raise ValueError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))}; got {sampler!r}")
+
+
 def generate(
     model: DigitsModel,
     latents: torch.Tensor,
@@ -392,10 +399,7 @@ def generate(
         raise ValueError(f"guidance must be a finite number >= 0; got {guidance!r}")
     if not math.isfinite(eta) or eta < 0:
         raise ValueError(f"eta must be a finite number >= 0; got {eta!r}")
-    if sampler not in SAMPLERS:
-        raise ValueError(
-            f"sampler must be one of {', '.join(map(repr, SAMPLERS))}; got {sampler!r}"
-        )
+    sampler = check_sampler(sampler)
     if sampler != "ddim" and eta != 0:
         raise ValueError(f"eta > 0 (fresh noise each step) needs sampler='ddim'; got {sampler!r}")
     width = class_embedding_width(model)

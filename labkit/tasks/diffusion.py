@@ -451,12 +451,7 @@ class DigitsTask(_LatentTask):
         else:
             self.condition = _check_digit(condition, "condition (a class, 'digit' or None)")
         self.steps = check_int("steps", dm.INTERACTIVE_STEPS if steps is None else steps, minimum=1)
-        sampler = dm.INTERACTIVE_SAMPLER if sampler is None else sampler
-        if sampler not in dm.SAMPLERS:
-            raise ValueError(
-                f"sampler must be one of {', '.join(map(repr, dm.SAMPLERS))}; got {sampler!r}"
-            )
-        self.sampler: str = sampler
+        self.sampler = dm.check_sampler(dm.INTERACTIVE_SAMPLER if sampler is None else sampler)
         self.guidance = check_nonneg(
             "guidance", dm.DEFAULT_GUIDANCE if guidance is None else guidance
         )
@@ -556,7 +551,7 @@ class DigitsTask(_LatentTask):
             steps=self.steps,
             guidance=guidance,
             class_offset=offset,
-            sampler=self.sampler,  # type: ignore[arg-type]  # checked in __init__
+            sampler=self.sampler,
         )
 
     def _png(self, images: torch.Tensor) -> list[bytes]:
