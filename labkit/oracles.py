@@ -3,6 +3,7 @@
 Import from ``labkit.judges``; this module re-exports its public names and nothing else.
 """
 
-from labkit.judges import Judge, NoisyJudge, ScoreJudge, TopKJudge, ranking_from_values
+from labkit import judges as _new
+from labkit.judges import *  # noqa: F403 - exactly judges' __all__
 
-__all__ = ["Judge", "NoisyJudge", "ScoreJudge", "TopKJudge", "ranking_from_values"]
+__all__ = list(_new.__all__)

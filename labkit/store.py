@@ -3,22 +3,7 @@
 Import from ``labkit.roundlog``; this module re-exports its public names and nothing else.
 """
 
-from labkit.roundlog import (
-    ANSWERS,
-    SCHEMA_VERSION,
-    Round,
-    RoundLog,
-    SessionRecord,
-    is_database_url,
-    redact_url,
-)
+from labkit import roundlog as _new
+from labkit.roundlog import *  # noqa: F403 - exactly roundlog's __all__
 
-__all__ = [
-    "ANSWERS",
-    "SCHEMA_VERSION",
-    "Round",
-    "RoundLog",
-    "SessionRecord",
-    "is_database_url",
-    "redact_url",
-]
+__all__ = list(_new.__all__)

@@ -40,7 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.bench._common import parse_args, positive_int, write_json
+import psutil
+
+from labkit.bench._common import labkit_server, parse_args, positive_int, write_json
 
 #: Seconds the server may take to print its link (imports torch, renders the first round).
 START_S = 180.0
@@ -50,8 +52,6 @@ ROUND_S = 120.0
 
 def rss_mib(pid: int) -> float:
     """Resident memory of process ``pid`` in MiB."""
-    import psutil
-
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
@@ -134,8 +134,6 @@ class Rater:
 @contextlib.contextmanager
 def crowd_app(app: str, *, raters: int, round_seconds: float, db: Path, log: Path) -> Any:
     """``labkit app APP --crowd`` on a free port; yields (process, link). Always stopped."""
-    from labkit.bench._common import labkit_server
-
     args = [app, "--crowd", f"--raters={raters}", f"--round-seconds={round_seconds}"]
     with labkit_server([*args, f"--db={db}"], log=log, start_timeout_s=START_S) as started:
         yield started
