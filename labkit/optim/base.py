@@ -45,10 +45,13 @@ attribute            default     meaning
 
 Writing an optimizer: subclass :class:`RankOptimizer`, implement ``x``, ``_ask``, ``_tell``,
 ``state_dict`` and ``load_state_dict``. Randomness is the base class's: call
-``self._init_randomness(seed=..., generator=...)`` once in ``__init__``, draw each round's seed
-with ``self._draw_round_seed()``, and save and restore ``self._rng.get_state()`` in the state
-dict. An optimizer whose randomness lives elsewhere (CMAES: pycma's NumPy source) sets
-``self._seed`` to the seed it uses instead, so ``seed`` reports it.
+``self._init_randomness(seed=..., generator=...)`` once in ``__init__``, take each round's seed
+from ``self._pending_round_seed()`` in ``_ask`` (and set ``self._round_seed = None`` once the
+round is told), and begin the state dict with ``self._state_head(...)`` and its loading with
+``self._load_state_head(...)``: they hold what every drawing optimizer saves (its name, shape
+and m, the generator, the rounds, the pending round's seed). An optimizer whose randomness lives
+elsewhere (CMAES: pycma's NumPy source) sets ``self._seed`` to the seed it uses instead, so
+``seed`` reports it.
 """
 
 from __future__ import annotations
@@ -161,6 +164,8 @@ class RankOptimizer(ABC):
         self._generator: torch.Generator | None = None
         self._generator_given = False  # a generator handed in: its state, not a seed, counts
         self._seed: int | None = None
+        # The seed of the pending round's draws (_pending_round_seed), None between rounds.
+        self._round_seed: int | None = None
 
     # -- randomness, for subclasses -----------------------------------------------------------
     def _init_randomness(self, *, seed: int | None, generator: torch.Generator | None) -> None:
@@ -183,6 +188,45 @@ class RankOptimizer(ABC):
         """Draw one per-round seed from the optimizer's CPU generator (a CPU op, no device sync)."""
         return int(torch.randint(0, _SEED_BOUND, (1,), generator=self._rng)[0])
 
+    def _pending_round_seed(self) -> int:
+        """The seed of the round being asked: the one a loaded state restored, else a new draw.
+
+        Keeping a restored seed is what makes a loaded pending round the very round that was
+        saved: its candidates are drawn again from it.
+        """
+        if self._round_seed is None:
+            self._round_seed = self._draw_round_seed()
+        return self._round_seed
+
+    def _state_head(
+        self, shape: tuple[int, ...], m: int, config: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The part of a state dict every drawing optimizer saves: what
+        :meth:`_check_state_fits` checks (name, shape, m and, when given, the config), the
+        generator's state, the completed rounds and the pending round's seed."""
+        head: dict[str, Any] = {"algorithm": type(self).__name__, "shape": tuple(shape), "m": m}
+        if config is not None:
+            head["config"] = config
+        head.update(
+            generator=self._rng.get_state(), rounds=self.rounds, round_seed=self._round_seed
+        )
+        return head
+
+    def _load_state_head(
+        self,
+        state: Any,
+        shape: tuple[int, ...],
+        m: int,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        """Check that ``state`` fits (:meth:`_check_state_fits`), then restore what
+        :meth:`_state_head` saved; the pending round is dropped (the caller draws it again)."""
+        self._check_state_fits(state, shape, m, config)
+        self._rng.set_state(state["generator"])
+        self.rounds = int(state["rounds"])
+        self._round_seed = state["round_seed"]
+        self._pending = None
+
     # -- the contract -------------------------------------------------------------------------
     @property
     @abstractmethod
@@ -201,11 +245,12 @@ class RankOptimizer(ABC):
 
     @property
     def round_seed(self) -> int | None:
-        """The seed the pending round's candidates were drawn from, when the optimizer has one.
+        """The seed the pending round's candidates were drawn from (``None``: none is pending,
+        or the optimizer draws no seed per round).
 
         Logged with each round so a replay can check it draws the same candidates.
         """
-        return None
+        return self._round_seed
 
     @property
     def seed(self) -> int | None:

@@ -68,7 +68,6 @@ class PriorSampling(RankOptimizer):
         self.m: int = m_int
         self.mean = self._check_mean(mean)
         self._init_randomness(seed=seed, generator=generator)
-        self._round_seed: int | None = None
 
     def _check_mean(self, mean: Any) -> torch.Tensor:
         """The prior mean as a tensor of x's shape, device and dtype; refuses non-finite ones."""
@@ -97,22 +96,13 @@ class PriorSampling(RankOptimizer):
         """0 once a first round has been ranked (the incumbent leads every later round)."""
         return 0 if self.rounds > 0 else None
 
-    @property
-    def round_seed(self) -> int | None:
-        """The seed the pending round's random draws came from (``None`` when none is pending)."""
-        return self._round_seed
-
     def _ask(self) -> torch.Tensor:
-        self._round_seed = self._draw_round_seed()
-        return self._candidates()
-
-    def _candidates(self) -> torch.Tensor:
-        """Rows of the pending round: [incumbent,] then fresh samples mean + σ z."""
-        assert self._round_seed is not None
+        """Rows of the pending round from its seed: [incumbent,] then fresh samples mean + σ z."""
         x = self._x
         with_incumbent = self.rounds > 0
         fresh = self.m - 1 if with_incumbent else self.m
-        z = device_normal(self._round_seed, (fresh, *x.shape), device=x.device, dtype=x.dtype)
+        seed = self._pending_round_seed()
+        z = device_normal(seed, (fresh, *x.shape), device=x.device, dtype=x.dtype)
         samples = self.mean + self.sigma * z
         return torch.cat([x.unsqueeze(0), samples]) if with_incumbent else samples
 
@@ -125,28 +115,19 @@ class PriorSampling(RankOptimizer):
     def state_dict(self) -> dict[str, Any]:
         """Incumbent, prior, generator state, the pending round's seed (or ``None``), counters."""
         return {
-            "algorithm": "PriorSampling",
-            "shape": tuple(self._x.shape),
+            **self._state_head(tuple(self._x.shape), self.m),
             "x": self._x.clone(),
             "mean": self.mean.clone(),
             "sigma": self.sigma,
-            "generator": self._rng.get_state(),
-            "round_seed": self._round_seed,
-            "rounds": self.rounds,
-            "m": self.m,
         }
 
     @atomic_load
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict`; a pending round is regenerated from its seed."""
-        self._check_state_fits(state, tuple(self._x.shape), self.m)
+        self._load_state_head(state, tuple(self._x.shape), self.m)
         x = torch.as_tensor(state["x"])
         self._x = x.to(device=self._x.device, dtype=self._x.dtype).clone()
         self.mean = self._check_mean(state["mean"])
         self.sigma = float(state["sigma"])
-        self._rng.set_state(state["generator"])
-        self.rounds = int(state["rounds"])
-        self._round_seed = state["round_seed"]
-        self._pending = None
         if self._round_seed is not None:
-            self._pending = self._candidates()
+            self._pending = self._ask()

@@ -150,7 +150,6 @@ class ZORankSGD(RankOptimizer):
         # The device generator is re-seeded per tile; it carries no state between tiles.
         self._dev_gen = torch.Generator(device=self.device)
 
-        self._round_seed: int | None = None  # seed of the pending gradient round
         self._xi: torch.Tensor | None = None  # Ξ (m, d) while a round is pending (stored mode)
         self._acc: torch.Tensor | None = None  # ĝ, running mean of estimates since last move
         self._n_acc = 0
@@ -228,9 +227,7 @@ class ZORankSGD(RankOptimizer):
         return X.view(X.shape[0], *self.shape)
 
     def _ask_gradient(self) -> torch.Tensor:
-        if self._round_seed is None:
-            self._round_seed = self._draw_round_seed()
-        seed, m, x, mu = self._round_seed, self.m, self._x, self.mu
+        seed, m, x, mu = self._pending_round_seed(), self.m, self._x, self.mu
         X = torch.empty((m, self.d), device=self.device, dtype=self.dtype)
         xi = None if self.regenerate else torch.empty_like(X)
         buf = self._scratch() if xi is None else torch.empty(0)
@@ -342,14 +339,8 @@ class ZORankSGD(RankOptimizer):
     def state_dict(self) -> dict[str, Any]:
         """Iterate, generator state, round bookkeeping and config (tensors on the CPU)."""
         return {
-            "algorithm": "ZORankSGD",
-            "shape": tuple(self.shape),
-            "m": self.m,
-            "config": self._config(),
+            **self._state_head(self.shape, self.m, self._config()),
             "x": self._x.detach().cpu().clone(),
-            "generator": self._rng.get_state(),
-            "rounds": self.rounds,
-            "round_seed": self._round_seed,
             "acc": None if self._acc is None else self._acc.detach().cpu().clone(),
             "n_acc": self._n_acc,
             "winner": None if self._winner is None else list(self._winner),
@@ -360,11 +351,8 @@ class ZORankSGD(RankOptimizer):
     @atomic_load
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore ``state_dict()`` output; the config must match this optimizer's."""
-        self._check_state_fits(state, self.shape, self.m, self._config())
+        self._load_state_head(state, self.shape, self.m, self._config())
         self._x.copy_(state["x"].reshape(-1))
-        self._rng.set_state(state["generator"])
-        self.rounds = int(state["rounds"])
-        self._round_seed = state["round_seed"]
         acc = state["acc"]
         self._acc = None if acc is None else acc.to(self.device, self.dtype).clone()
         self._n_acc = int(state["n_acc"])

@@ -77,7 +77,6 @@ class ZOSGD(RankOptimizer):
             )
         self.m: int = m_int
         self._init_randomness(seed=seed, generator=generator)
-        self._round_seed: int | None = None
         self._u: torch.Tensor | None = None  # (m/2, *shape) directions of the pending round
 
     @property
@@ -85,22 +84,12 @@ class ZOSGD(RankOptimizer):
         """The current iterate, shape of ``x0``, on its device and dtype."""
         return self._x
 
-    @property
-    def round_seed(self) -> int | None:
-        """The seed the pending round's random draws came from (``None`` when none is pending)."""
-        return self._round_seed
-
     # -- ask ----------------------------------------------------------------------------------
     def _ask(self) -> torch.Tensor:
-        self._round_seed = self._draw_round_seed()
-        return self._candidates()
-
-    def _candidates(self) -> torch.Tensor:
         """Directions of the pending round from its seed, and the ``m`` candidates ``x ± μu``."""
-        assert self._round_seed is not None
         x = self._x
         self._u = device_normal(
-            self._round_seed, (self.m // 2, *x.shape), device=x.device, dtype=x.dtype
+            self._pending_round_seed(), (self.m // 2, *x.shape), device=x.device, dtype=x.dtype
         )
         step = self.mu * self._u
         return torch.cat([x + step, x - step])
@@ -162,13 +151,8 @@ class ZOSGD(RankOptimizer):
     def state_dict(self) -> dict[str, Any]:
         """Iterate, generator state, the pending round's seed (or ``None``) and the counters."""
         return {
-            "algorithm": "ZOSGD",
-            "shape": tuple(self._x.shape),
+            **self._state_head(tuple(self._x.shape), self.m),
             "x": self._x.clone(),
-            "generator": self._rng.get_state(),
-            "round_seed": self._round_seed,
-            "rounds": self.rounds,
-            "m": self.m,
             "lr": self.lr,
             "mu": self.mu,
         }
@@ -176,15 +160,11 @@ class ZOSGD(RankOptimizer):
     @atomic_load
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict`; a pending round is regenerated from its seed."""
-        self._check_state_fits(state, tuple(self._x.shape), self.m)
+        self._load_state_head(state, tuple(self._x.shape), self.m)
         x = torch.as_tensor(state["x"])
         self._x = x.to(device=self._x.device, dtype=self._x.dtype).clone()
-        self._rng.set_state(state["generator"])
         self.lr = float(state["lr"])
         self.mu = float(state["mu"])
-        self.rounds = int(state["rounds"])
-        self._round_seed = state["round_seed"]
         self._u = None
-        self._pending = None
         if self._round_seed is not None:
-            self._pending = self._candidates()
+            self._pending = self._ask()
