@@ -48,10 +48,10 @@ Writing an optimizer: subclass :class:`RankOptimizer`, implement ``x``, ``_ask``
 ``self._init_randomness(seed=..., generator=...)`` once in ``__init__``, take each round's seed
 from ``self._pending_round_seed()`` in ``_ask`` (and set ``self._round_seed = None`` once the
 round is told), and begin the state dict with ``self._state_head(...)`` and its loading with
-``self._load_state_head(...)``: they hold what every drawing optimizer saves (its name, shape
-and m, the generator, the rounds, the pending round's seed). An optimizer whose randomness lives
-elsewhere (CMAES: pycma's NumPy source) sets ``self._seed`` to the seed it uses instead, so
-``seed`` reports it.
+``self._load_state_head(state, ...)``: they hold what every drawing optimizer saves (its name,
+shape and m, the generator, the rounds, the pending round's seed). An optimizer whose randomness
+lives elsewhere (CMAES: pycma's NumPy source) sets ``self._seed`` to the seed it uses instead,
+so ``seed`` reports it.
 """
 
 from __future__ import annotations
@@ -103,6 +103,11 @@ def as_start_point(x0: Any, *, dtype: torch.dtype | None = None) -> torch.Tensor
         bad = (~torch.isfinite(t)).nonzero()[0].tolist()
         raise ValueError(f"x0 must be finite; x0{bad} = {t[tuple(bad)].item()}")
     return t.clone()
+
+
+def restored(saved: Any, like: torch.Tensor) -> torch.Tensor:
+    """A tensor from a state dict, as a fresh copy on ``like``'s device and in its dtype."""
+    return torch.as_tensor(saved).to(device=like.device, dtype=like.dtype).clone()
 
 
 def make_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
@@ -213,14 +218,11 @@ class RankOptimizer(ABC):
         return head
 
     def _load_state_head(
-        self,
-        state: Any,
-        shape: tuple[int, ...],
-        m: int,
-        config: dict[str, Any] | None = None,
+        self, state: Any, shape: tuple[int, ...], m: int, config: dict[str, Any] | None = None
     ) -> None:
-        """Check that ``state`` fits (:meth:`_check_state_fits`), then restore what
-        :meth:`_state_head` saved; the pending round is dropped (the caller draws it again)."""
+        """Refuse a state that does not fit (:meth:`_check_state_fits`), then restore the rest of
+        what :meth:`_state_head` saved. The pending round is dropped: the caller draws it again
+        once its own fields are restored."""
         self._check_state_fits(state, shape, m, config)
         self._rng.set_state(state["generator"])
         self.rounds = int(state["rounds"])

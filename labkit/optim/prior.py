@@ -27,7 +27,13 @@ from typing import Any
 import torch
 
 from labkit._checks import check_positive, integer
-from labkit.optim.base import RankOptimizer, as_start_point, atomic_load, device_normal
+from labkit.optim.base import (
+    RankOptimizer,
+    as_start_point,
+    atomic_load,
+    device_normal,
+    restored,
+)
 from labkit.ranking import Ranking, Ties
 
 __all__ = ["PriorSampling"]
@@ -125,8 +131,7 @@ class PriorSampling(RankOptimizer):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict`; a pending round is regenerated from its seed."""
         self._load_state_head(state, tuple(self._x.shape), self.m)
-        x = torch.as_tensor(state["x"])
-        self._x = x.to(device=self._x.device, dtype=self._x.dtype).clone()
+        self._x = restored(state["x"], self._x)
         self.mean = self._check_mean(state["mean"])
         self.sigma = float(state["sigma"])
         if self._round_seed is not None:
