@@ -112,9 +112,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from datasets import Dataset
 
-    from labkit.dataset import Renderer
-    from labkit.optim.base import RankOptimizer
-
 __all__ = [
     "ANSWERS",
     "SCHEMA_VERSION",
@@ -199,7 +196,7 @@ _ROUND_COLUMNS = (
 )
 
 
-# Columns of to_dataframe and export_csv: every Round field except the candidates themselves.
+# The exports' record of a round (_record): every Round field except the candidates themselves.
 _EXPORT_COLUMNS = (
     "seq",
     "session_id",
@@ -359,6 +356,55 @@ def _row_to_round(row: Sequence[Any], blob: bytes | None) -> Round:
         candidates_dtype=c_dtype,
         candidates=None if blob is None else _decode_candidates(blob),
     )
+
+
+# -- the exports' records ----------------------------------------------------------------------
+# The three exports (to_dataframe, export_csv, export_json) write the same record of a round;
+# only how a value is spelled differs, and each spelling is a small function of one value.
+
+#: Fields whose value is a sequence; CSV and JSON write them as lists.
+_SEQUENCE_FIELDS = frozenset({"ranking", "ties", "candidates_shape"})
+
+
+def _record(r: Round) -> dict[str, Any]:
+    """The exported fields of a round, in :data:`_EXPORT_COLUMNS` order, as the Round holds them."""
+    return {name: getattr(r, name) for name in _EXPORT_COLUMNS}
+
+
+def _csv_cell(name: str, value: Any) -> Any:
+    """A CSV cell: JSON text for the sequences and ``meta``, ``""`` for None, 0/1 for ``undone``."""
+    if name == "meta":
+        return json.dumps(value, sort_keys=True)
+    if value is None:
+        return ""
+    if name in _SEQUENCE_FIELDS:
+        return json.dumps(list(value))
+    if name == "time_epoch":
+        return repr(value)
+    if name == "undone":
+        return int(value)
+    return value
+
+
+def _csv_cells(r: Round) -> list[Any]:
+    return [_csv_cell(name, value) for name, value in _record(r).items()]
+
+
+def _json_record(r: Round, *, candidates: bool) -> dict[str, Any]:
+    """A round in the JSON export: its record less the session id (the enclosing session says
+    it), sequences as lists, a seed that a double cannot hold exactly as a string, and with
+    ``candidates`` the stored candidates as nested lists (``None``: none stored)."""
+    item = _record(r)
+    del item["session_id"]
+    for name in _SEQUENCE_FIELDS:
+        if item[name] is not None:
+            item[name] = list(item[name])
+    # As a string when it does not fit a double exactly (JSON readers use floats).
+    if r.seed is not None and abs(r.seed) >= 2**53:
+        item["seed"] = str(r.seed)
+    if candidates:
+        item["candidates"] = None if r.candidates is None else r.candidates.tolist()
+    return item
 
 
 # -- where the rows go -------------------------------------------------------------------------
@@ -754,29 +800,28 @@ class RoundLog:
             )
         return sid
 
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one read-only statement, under the lock: one statement reads a
+        consistent snapshot without a transaction of its own (several use :meth:`_read`)."""
+        with self._lock:
+            return self._backend().execute(sql, params).fetchall()
+
     def sessions(self) -> list[str]:
         """Ids of all sessions in the file, oldest first."""
-        with self._lock:
-            rows = self._backend().execute(
-                "SELECT session_id FROM sessions ORDER BY created_epoch, rowid"
-            )
-            return [r[0] for r in rows]
+        rows = self._fetch("SELECT session_id FROM sessions ORDER BY created_epoch, rowid")
+        return [r[0] for r in rows]
 
     def session(self, session_id: str) -> SessionRecord:
         """The sessions-table row of ``session_id``; ValueError if there is none."""
         sid = _check_session_id(session_id)
-        with self._lock:
-            row = (
-                self._backend()
-                .execute(
-                    "SELECT session_id, created_utc, created_epoch, meta FROM sessions "
-                    "WHERE session_id = ?",
-                    (sid,),
-                )
-                .fetchone()
-            )
-        if row is None:
+        rows = self._fetch(
+            "SELECT session_id, created_utc, created_epoch, meta FROM sessions "
+            "WHERE session_id = ?",
+            (sid,),
+        )
+        if not rows:
             raise ValueError(f"no session {sid!r} in round log {self._where!r}")
+        row = rows[0]
         return SessionRecord(
             session_id=row[0],
             created_utc=row[1],
@@ -968,15 +1013,10 @@ class RoundLog:
     def next_round(self, session_id: str) -> int:
         """One more than the highest live round number of the session (0 for none)."""
         sid = _check_session_id(session_id)
-        with self._lock:
-            row = (
-                self._backend()
-                .execute(
-                    "SELECT MAX(round) FROM rounds WHERE session_id = ? AND undone = 0", (sid,)
-                )
-                .fetchone()
-            )
-        return 0 if row[0] is None else int(row[0]) + 1
+        (top,) = self._fetch(
+            "SELECT MAX(round) FROM rounds WHERE session_id = ? AND undone = 0", (sid,)
+        )[0]
+        return 0 if top is None else int(top) + 1
 
     def rounds(
         self,
@@ -1006,11 +1046,8 @@ class RoundLog:
         if session_id is not None:
             return self.rounds(session_id, include_undone=include_undone, with_candidates=False)
         where = "" if include_undone else " WHERE undone = 0"
-        with self._lock:
-            rows = self._backend().execute(
-                f"SELECT {_ROUND_COLUMNS} FROM rounds{where} ORDER BY seq"
-            )
-            return [_row_to_round(row, None) for row in rows]
+        rows = self._fetch(f"SELECT {_ROUND_COLUMNS} FROM rounds{where} ORDER BY seq")
+        return [_row_to_round(row, None) for row in rows]
 
     # -- exports --------------------------------------------------------------------------------
 
@@ -1028,41 +1065,24 @@ class RoundLog:
         import pandas as pd
 
         rounds = self._all_rounds(session_id, include_undone=include_undone)
-        records = [{name: getattr(r, name) for name in _EXPORT_COLUMNS} for r in rounds]
+        records = [_record(r) for r in rounds]
         df = pd.DataFrame.from_records(records, columns=list(_EXPORT_COLUMNS))
         df["time_utc"] = pd.to_datetime(df["time_utc"], utc=True, format="ISO8601")
         df["seed"] = df["seed"].astype(object)
         df["undone"] = df["undone"].astype(bool)
         return df
 
-    def to_dataset(
-        self,
-        *,
-        sessions: Sequence[str] | None = None,
-        shape: str = "pairwise",
-        images: str | None = None,
-        render: Renderer | None = None,
-        replay: RankOptimizer | Mapping[str, RankOptimizer] | None = None,
-        include_consensus: bool = False,
-        include_late: bool = False,
-    ) -> Dataset:
+    def to_dataset(self, **options: Any) -> Dataset:
         """The live rounds (undone ones left out) as a Hugging Face ``datasets.Dataset``.
 
-        Pairs (``chosen``/``rejected``), rankings or raters, optionally with images; see
-        :func:`labkit.dataset.to_dataset`, which this calls with the same arguments.
+        Pairs (``chosen``/``rejected``), rankings or raters, optionally with images:
+        ``log.to_dataset(**options)`` is :func:`labkit.dataset.to_dataset` ``(log, **options)``,
+        whose keyword options (``sessions``, ``shape``, ``images``, ``render``, ``replay``,
+        ``include_consensus``, ``include_late``) are declared and checked there, once.
         """
         from labkit.dataset import to_dataset  # imports `datasets` only when called
 
-        return to_dataset(
-            self,
-            sessions=sessions,
-            shape=shape,
-            images=images,
-            render=render,
-            replay=replay,
-            include_consensus=include_consensus,
-            include_late=include_late,
-        )
+        return to_dataset(self, **options)
 
     def export_csv(
         self,
@@ -1082,28 +1102,7 @@ class RoundLog:
         with out.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(_EXPORT_COLUMNS)
-            for r in rounds:
-                w.writerow(
-                    [
-                        r.seq,
-                        r.session_id,
-                        r.round,
-                        r.time_utc,
-                        repr(r.time_epoch),
-                        "" if r.rater is None else r.rater,
-                        "" if r.seed is None else r.seed,
-                        r.kind,
-                        r.m,
-                        json.dumps(list(r.ranking)),
-                        json.dumps(list(r.ties)),
-                        r.answer,
-                        int(r.undone),
-                        "" if r.undone_utc is None else r.undone_utc,
-                        "" if r.candidates_shape is None else json.dumps(list(r.candidates_shape)),
-                        "" if r.candidates_dtype is None else r.candidates_dtype,
-                        json.dumps(r.meta, sort_keys=True),
-                    ]
-                )
+            w.writerows(_csv_cells(r) for r in rounds)
         return out
 
     def export_json(
@@ -1129,32 +1128,7 @@ class RoundLog:
             rounds = self.rounds(
                 sid, include_undone=include_undone, with_candidates=include_candidates
             )
-            doc_rounds: list[dict[str, Any]] = []
-            for r in rounds:
-                item: dict[str, Any] = {
-                    "seq": r.seq,
-                    "round": r.round,
-                    "time_utc": r.time_utc,
-                    "time_epoch": r.time_epoch,
-                    "rater": r.rater,
-                    # As a string when it does not fit a double exactly (JSON readers use floats).
-                    "seed": r.seed if r.seed is None or abs(r.seed) < 2**53 else str(r.seed),
-                    "kind": r.kind,
-                    "m": r.m,
-                    "ranking": list(r.ranking),
-                    "ties": list(r.ties),
-                    "answer": r.answer,
-                    "undone": r.undone,
-                    "undone_utc": r.undone_utc,
-                    "candidates_shape": (
-                        None if r.candidates_shape is None else list(r.candidates_shape)
-                    ),
-                    "candidates_dtype": r.candidates_dtype,
-                    "meta": r.meta,
-                }
-                if include_candidates:
-                    item["candidates"] = None if r.candidates is None else r.candidates.tolist()
-                doc_rounds.append(item)
+            doc_rounds = [_json_record(r, candidates=include_candidates) for r in rounds]
             doc_sessions.append(
                 {
                     "session_id": rec.session_id,
