@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from labkit._checks import check_nonneg, integer
-from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
+from labkit.ranking import Ranking, Ties, tie_groups, validate_ranking, validate_ties
 
 __all__ = [
     "Consensus",
@@ -178,18 +178,6 @@ def _check_crowd(
     return out_r, out_t, out_w
 
 
-def _groups(k: int, ties: Ties) -> list[tuple[int, int]]:
-    """The tied groups of a ranking of length k as [start, end) position ranges, best first."""
-    tied = set(ties)
-    out: list[tuple[int, int]] = []
-    start = 0
-    for p in range(1, k + 1):
-        if p == k or p not in tied:
-            out.append((start, p))
-            start = p
-    return out
-
-
 # -- the consensus --------------------------------------------------------------------------------
 def consensus(
     rankings: Sequence[Any],
@@ -292,7 +280,7 @@ def _borda(crowd: list[tuple[Ranking, Ties, float]], m: int) -> np.ndarray:
     for r, t, w in crowd:
         kk = len(r)
         pts = np.full(m, 0.5 * (m - kk - 1), dtype=np.float64)  # unranked: tie with m − k − 1
-        for s, e in _groups(kk, t):
+        for s, e in tie_groups(kk, t):
             pts[list(r[s:e])] = (m - e) + 0.5 * (e - s - 1)
         score += w * pts
     return score
@@ -320,7 +308,7 @@ def _choice_stages(
     for r, t, w in crowd:
         alive = [1.0] * m  # indicator of R_g
         n_alive = m
-        for s, e in _groups(len(r), t):
+        for s, e in tie_groups(len(r), t):
             group = r[s:e]
             d = e - s
             if n_alive > 1:
@@ -400,7 +388,7 @@ def _plackett_luce(crowd: list[tuple[Ranking, Ties, float]], m: int) -> np.ndarr
 # -- agreement ------------------------------------------------------------------------------------
 def _levels(r: Ranking, t: Ties, m: int) -> np.ndarray:
     """Each candidate's group number in a ranking (0 = best); every unranked one gets the last."""
-    groups = _groups(len(r), t)
+    groups = tie_groups(len(r), t)
     lv = np.full(m, len(groups), dtype=np.int64)
     for g, (s, e) in enumerate(groups):
         lv[list(r[s:e])] = g

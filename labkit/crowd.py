@@ -71,7 +71,7 @@ import torch
 from labkit._checks import integer
 from labkit.consensus import RaterWeights, consensus, kendall_tau
 from labkit.optim.base import RankOptimizer
-from labkit.ranking import Ranking, Ties, validate_ranking, validate_ties
+from labkit.ranking import Ranking, Ties, answer_ranking, validate_ties
 from labkit.roundlog import Round, RoundLog
 from labkit.session import Session
 from labkit.tasks.base import Task
@@ -415,21 +415,9 @@ class CrowdSession:
                 m, seed = int(X.shape[0]), self.optimizer.round_seed
                 kind = self.optimizer.round_kind
                 incumbent = self.optimizer.incumbent_index
-            answer = "ranking"
-            if none_better:
-                if incumbent is None:
-                    raise ValueError(
-                        f"round {rnd} shows no current candidate, so 'none is better than the "
-                        f"current one' cannot be answered; rank the candidates"
-                    )
-                if ranking is not None and validate_ranking(ranking, m) != (incumbent,):
-                    raise ValueError(
-                        f"'none is better than the current one' is the ranking [{incumbent}]; "
-                        f"got {_quote.repr(list(ranking))}"
-                    )
-                ranking, answer = (incumbent,), "none_better"
-            elif ranking is None:
-                raise ValueError("submit() needs a ranking, or none_better=True")
+            ranking, answer = answer_ranking(
+                ranking, none_better=none_better, incumbent=incumbent, m=m, round=rnd
+            )
             sid = self._rater_session(name)
             if any(r.round == rnd for r in self._votes.get(sid, [])):
                 raise AlreadyRanked(

@@ -33,9 +33,11 @@ from labkit._checks import integer
 __all__ = [
     "Ranking",
     "Ties",
+    "answer_ranking",
     "edge_count",
     "graph_coefficients",
     "graph_edges",
+    "tie_groups",
     "validate_ranking",
     "validate_ties",
 ]
@@ -123,6 +125,37 @@ def validate_ranking(ranking: Any, m: int) -> Ranking:
     return tuple(out)
 
 
+def answer_ranking(
+    ranking: Any, *, none_better: bool, incumbent: int | None, m: int, round: int
+) -> tuple[Any, str]:
+    """The ranking an answer to round ``round`` of ``m`` candidates stands for, and its kind:
+    ``"ranking"`` or ``"none_better"`` (the log's ``answer``).
+
+    "None of these is better than the current one" (``none_better``) is the ranking of the
+    incumbent alone, ``(incumbent,)``: it needs a round that shows the current iterate
+    (``incumbent`` is its row; ``None``: the round shows none), and a ranking given with it must
+    be exactly that one. Any other answer needs a ranking, returned as given: the log validates
+    it, with its ties. Raises ``ValueError`` naming what is missing or wrong.
+    """
+    if not none_better:
+        if ranking is None:
+            raise ValueError("submit() needs a ranking, or none_better=True")
+        return ranking, "ranking"
+    if incumbent is None:
+        raise ValueError(
+            f"round {round} does not show the current iterate, so 'none is better than the "
+            f"current one' cannot be answered; rank the candidates"
+        )
+    given = None if ranking is None else validate_ranking(ranking, m)
+    if given is not None and given != (incumbent,):
+        raise ValueError(
+            f"'none is better than the current one' is the ranking [{incumbent}] (the current "
+            f"one alone); got {list(given)}"
+        )
+    # Ties are checked by the log against this ranking of one: there is none to give.
+    return (incumbent,), "none_better"
+
+
 def edge_count(m: int, k: int) -> int:
     """|E| of the ranking graph of an (m, k) ranking: k(k−1)/2 + k(m−k).
 
@@ -180,8 +213,12 @@ def validate_ties(ties: Any, k: int) -> Ties:
     return tuple(out)
 
 
-def _groups(k: int, ties: Ties) -> list[tuple[int, int]]:
-    """The tied groups of a ranking of length k, as [start, end) position ranges, best first."""
+def tie_groups(k: int, ties: Ties) -> list[tuple[int, int]]:
+    """The tied groups of a ranking of length k, as [start, end) position ranges, best first.
+
+    ``ties`` are validated tie positions (:func:`validate_ties`); a candidate tied with none
+    is a group of one.
+    """
     tied = set(ties)
     groups: list[tuple[int, int]] = []
     start = 0
@@ -210,7 +247,7 @@ def graph_edges(m: int, ranking: Any, ties: Any = ()) -> list[tuple[int, int]]:
     ranked = set(r)
     unranked = [j for j in range(m) if j not in ranked]
     edges: list[tuple[int, int]] = []
-    for start, end in _groups(len(r), t):
+    for start, end in tie_groups(len(r), t):
         for p in range(start, end):
             edges.extend((r[p], r[q]) for q in range(end, len(r)))
             edges.extend((r[p], j) for j in unranked)
@@ -235,7 +272,7 @@ def graph_coefficients(m: int, ranking: Any, ties: Any = ()) -> tuple[list[float
     k = len(r)
     c = [float(k)] * m  # unranked: loses to all k ranked candidates
     n_edges = k * (m - k)
-    for start, end in _groups(k, t):
+    for start, end in tie_groups(k, t):
         size = end - start
         n_edges += size * (k - end)
         for p in range(start, end):

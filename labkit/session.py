@@ -44,7 +44,7 @@ import torch
 
 from labkit._checks import check_flag, integer
 from labkit.optim.base import RankOptimizer
-from labkit.ranking import Ranking, Ties, validate_ranking
+from labkit.ranking import Ranking, Ties, answer_ranking
 from labkit.roundlog import Round, RoundLog, is_database_url
 from labkit.tasks.base import Task
 
@@ -330,24 +330,13 @@ class Session:
         X = opt.ask()
         if meta is not None and not isinstance(meta, dict):
             raise ValueError(f"meta must be a dict of JSON values; got {meta!r}")
-        answer = "ranking"
-        if check_flag("none_better", none_better):
-            incumbent = opt.incumbent_index
-            if incumbent is None:
-                raise ValueError(
-                    f"round {self.round} does not show the current iterate, so 'none is better "
-                    f"than the current one' cannot be answered; rank the candidates"
-                )
-            given = None if ranking is None else validate_ranking(ranking, X.shape[0])
-            if given is not None and given != (incumbent,):
-                raise ValueError(
-                    f"'none is better than the current one' is the ranking [{incumbent}] (the "
-                    f"current one alone); got {list(given)}"
-                )
-            # Ties are checked by the log against this ranking of one: there is none to give.
-            ranking, answer = (incumbent,), "none_better"
-        elif ranking is None:
-            raise ValueError("submit() needs a ranking, or none_better=True")
+        ranking, answer = answer_ranking(
+            ranking,
+            none_better=check_flag("none_better", none_better),
+            incumbent=opt.incumbent_index,
+            m=X.shape[0],
+            round=self.round,
+        )
         # The round's own facts win over a caller's meta of the same name.
         round_meta = {
             **(meta or {}),

@@ -13,6 +13,7 @@ from labkit.ranking import (
     edge_count,
     graph_coefficients,
     graph_edges,
+    tie_groups,
     validate_ranking,
     validate_ties,
 )
@@ -94,6 +95,22 @@ def _random_answer(rng: np.random.Generator, m: int) -> tuple[tuple[int, ...], t
     ranking = tuple(int(i) for i in rng.permutation(m)[:k])
     ties = tuple(p for p in range(1, k) if rng.random() < 0.4)
     return ranking, ties
+
+
+@pytest.mark.parametrize(
+    ("k", "ties", "groups"),
+    [
+        (1, (), [(0, 1)]),
+        (3, (), [(0, 1), (1, 2), (2, 3)]),
+        (4, (1,), [(0, 2), (2, 3), (3, 4)]),
+        (4, (2, 3), [(0, 1), (1, 4)]),
+        (3, (1, 2), [(0, 3)]),
+    ],
+)
+def test_tie_groups_are_the_position_ranges_tied_together(
+    k: int, ties: tuple[int, ...], groups: list[tuple[int, int]]
+) -> None:
+    assert tie_groups(k, ties) == groups
 
 
 def test_graph_edges_and_coefficients_match_a_brute_force_enumeration() -> None:
