@@ -475,6 +475,11 @@ def _profile(*, steps_list: Sequence[int], image_px: int, repeats: int, threads:
         print(loop(steps))
 
 
+def _train_and_print(**options: Any) -> None:
+    """``train``, then its summary as JSON on stdout (the ``train`` command)."""
+    print(json.dumps(train(**options), indent=2))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m labkit.models.digits {train,evaluate,profile} ...``; returns the exit status."""
     parser = argparse.ArgumentParser(
@@ -498,50 +503,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="probability of training on the null class instead of the label (default 0.3)",
     )
     p_train.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p_train.set_defaults(run=_train_and_print)
     p_eval = sub.add_parser("evaluate", help="classifier accuracy on samples and sampling time")
     p_eval.add_argument("--weights", type=Path, default=None)
     p_eval.add_argument("--per-class", type=int, default=10)
     p_eval.add_argument("--seed", type=int, default=0)
-    p_eval.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS])
-    p_eval.add_argument("--guidance", type=float, nargs="+", default=[DEFAULT_GUIDANCE])
-    p_eval.add_argument("--sampler", nargs="+", choices=SAMPLERS, default=["ddim"])
+    p_eval.add_argument(
+        "--steps", type=int, nargs="+", default=[DEFAULT_STEPS], dest="steps_list", metavar="STEPS"
+    )
+    p_eval.add_argument(
+        "--guidance",
+        type=float,
+        nargs="+",
+        default=[DEFAULT_GUIDANCE],
+        dest="guidance_list",
+        metavar="GUIDANCE",
+    )
+    p_eval.add_argument("--sampler", nargs="+", choices=SAMPLERS, default=["ddim"], dest="samplers")
     p_eval.add_argument(
         "--grid", type=Path, default=None, help="write a 10×10 sample grid PNG here"
     )
     p_eval.add_argument("--threads", type=int, default=2)
+    p_eval.set_defaults(run=_evaluate)
     p_prof = sub.add_parser(
         "profile", help="where the CPU time of a digits app round (DigitsTask.render) goes"
     )
-    p_prof.add_argument("--steps", type=int, nargs="+", default=[DEFAULT_STEPS, INTERACTIVE_STEPS])
-    p_prof.add_argument("--px", type=int, default=128, help="tile side in pixels (default 128)")
+    p_prof.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=[DEFAULT_STEPS, INTERACTIVE_STEPS],
+        dest="steps_list",
+        metavar="STEPS",
+    )
+    p_prof.add_argument(
+        "--px",
+        type=int,
+        default=128,
+        dest="image_px",
+        metavar="PX",
+        help="tile side in pixels (default 128)",
+    )
     p_prof.add_argument("--repeats", type=int, default=15)
     p_prof.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    if args.command == "train":
-        info = train(
-            steps=args.steps,
-            out=args.out,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            p_uncond=args.p_uncond,
-            threads=args.threads,
-        )
-        print(json.dumps(info, indent=2))
-    elif args.command == "profile":
-        _profile(
-            steps_list=args.steps, image_px=args.px, repeats=args.repeats, threads=args.threads
-        )
-    else:
-        _evaluate(
-            weights=args.weights,
-            per_class=args.per_class,
-            seed=args.seed,
-            steps_list=args.steps,
-            guidance_list=args.guidance,
-            samplers=args.sampler,
-            grid=args.grid,
-            threads=args.threads,
-        )
+    p_prof.set_defaults(run=_profile)
+    # Each option's dest is the keyword of the function its command runs (set_defaults(run=...)),
+    # so the parsed options are that function's arguments as they stand.
+    options = vars(parser.parse_args(argv))
+    del options["command"]
+    options.pop("run")(**options)
     return 0
 
 
