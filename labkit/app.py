@@ -50,6 +50,7 @@ from pathlib import Path
 from types import FrameType
 
 from labkit._log_target import URL_RE, is_database_url, redact_url
+from labkit.cli import option_keywords
 
 __all__ = ["APPS", "App", "main_app", "main_lab", "notebooks_dir"]
 
@@ -407,12 +408,7 @@ def main_app(argv: Sequence[str] | None = None, *, prog: str = "labkit app") -> 
     env.pop("JUPYTER_TOKEN", None)
     cmd = voila_command(
         app,
-        port=args.port,
-        ip=args.ip,
-        base_url=args.base_url,
-        pool_size=args.pool_size,
-        max_kernels=args.max_kernels,
-        cull_after=args.cull_after,
+        **option_keywords(args, "port", "ip", "base_url", "pool_size", "max_kernels", "cull_after"),
     )
     url = app_url(ip=args.ip, port=args.port, base_url=args.base_url, token=token)
     print(
@@ -470,14 +466,10 @@ def _main_crowd(
         args.name,
         db=db,
         db_shown=db_shown,
-        ip=args.ip,
-        port=args.port,
-        base_url=args.base_url,
-        raters=args.raters,
+        **option_keywords(args, "ip", "port", "base_url", "raters", "threads"),
         round_seconds=args.round_seconds or None,
         join=None if args.crowd == "new" else args.crowd,
         open_browser=not args.no_browser,
-        threads=args.threads,
     )
 
 

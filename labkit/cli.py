@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 # bench name -> (module, help). Each module has `main(argv) -> int` with its own argument parser,
 # so `labkit bench NAME --help` shows that module's options without importing it for `labkit -h`.
@@ -24,6 +25,15 @@ _BENCHES = {
     "load": ("labkit.bench.load", "many visitors ranking in one labkit app at once, in chromium"),
     "crowd": ("labkit.bench.crowd", "30 simulated raters in one crowd session: memory, renders"),
 }
+
+
+def option_keywords(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The parsed options ``names`` of ``args``, as keyword arguments of the function they are for.
+
+    A command's options take their function's keywords as their dests, so they are handed on by
+    name, as they stand.
+    """
+    return {name: getattr(args, name) for name in names}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -151,11 +161,7 @@ def _export(argv: list[str], *, prog: str) -> int:
         if unknown:
             parser.error(f"no session {', '.join(unknown)} in {shown!r} (it has {len(known)})")
         dataset = to_dataset(
-            log,
-            sessions=args.sessions,
-            shape=args.shape,
-            include_consensus=args.include_consensus,
-            include_late=args.include_late,
+            log, **option_keywords(args, "sessions", "shape", "include_consensus", "include_late")
         )
     if len(dataset) == 0:
         which = "the sessions asked for have" if args.sessions else "it has"
