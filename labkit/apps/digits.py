@@ -12,13 +12,17 @@ imports, loading the model (2 MB, from the package) and the first round.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets
 
 from labkit.apps._view import AppView, limit_threads
 from labkit.defaults import make_optimizer
 from labkit.session import Session
+
+if TYPE_CHECKING:
+    from labkit.tasks.diffusion import DigitsTask, PipelineTask
 
 __all__ = ["digits_app", "pipeline_app"]
 
@@ -60,17 +64,10 @@ def digits_app(
         style={"description_width": "initial"},
     )
     restart = ipywidgets.Button(description="New start", tooltip="fresh starting images")
-    view = AppView(
-        title="Steer the digits model",
-        instructions=INSTRUCTIONS,
-        controls=[draws, restart],
-        tile_px=tile_px,
-    )
-    state = {"seed": start_seed}
 
-    def new_session() -> Session:
+    def new_task() -> DigitsTask:
         condition = None if draws.value < 0 else int(draws.value)
-        task = DigitsTask(
+        return DigitsTask(
             0 if condition is None else condition,
             condition=condition,
             # w = 1: one UNet pass a step, as cheap as the unconditional round (w = 1.5
@@ -80,14 +77,19 @@ def digits_app(
             model=model,
             classifier=classifier,
         )
-        x0 = task.x0(seed=state["seed"])
-        state["seed"] += 1
-        opt = make_optimizer(task, x0)
-        return Session(opt, task=task, log=log, name="app-digits", rater="visitor")
 
-    restart.on_click(lambda _: view.start(new_session))
-    draws.observe(lambda _: view.start(new_session), names="value")
-    view.start(new_session)
+    view, start = _page(
+        "Steer the digits model",
+        [draws, restart],
+        new_task,
+        tile_px=tile_px,
+        first_seed=start_seed,
+        log=log,
+        name="app-digits",
+    )
+    restart.on_click(start)
+    draws.observe(start, names="value")
+    start()
     return view
 
 
@@ -118,25 +120,50 @@ def pipeline_app(
         pipeline = PipelineTask.from_pretrained(os.fspath(pipeline), prompt).pipeline
     prompt_box = ipywidgets.Text(value=prompt, description="Prompt", continuous_update=False)
     go = ipywidgets.Button(description="Start", button_style="primary")
-    view = AppView(
-        title="Steer a diffusion model",
-        instructions=INSTRUCTIONS,
-        controls=[prompt_box, go],
-        tile_px=tile_px,
-    )
-    state = {"seed": 1}
 
-    def new_session() -> Session:
+    def new_task() -> PipelineTask:
         text = prompt_box.value.strip()
         if not text:
             raise ValueError("type a prompt first")
-        task = PipelineTask(pipeline, text, num_inference_steps=steps)
+        return PipelineTask(pipeline, text, num_inference_steps=steps)
+
+    view, start = _page(
+        "Steer a diffusion model",
+        [prompt_box, go],
+        new_task,
+        tile_px=tile_px,
+        first_seed=1,
+        log=log,
+        name="app-pipeline",
+    )
+    go.on_click(start)
+    start()
+    return view
+
+
+def _page(
+    title: str,
+    controls: list[ipywidgets.Widget],
+    new_task: Callable[[], DigitsTask | PipelineTask],
+    *,
+    tile_px: int,
+    first_seed: int,
+    log: Any,
+    name: str,
+) -> tuple[AppView, Callable[..., None]]:
+    """What the two pages share: the view, and ``start`` (a control's callback, or called with
+    nothing), which shows a new session on ``new_task()`` from the next starting seed, each a
+    session of its own in the round log."""
+    view = AppView(title=title, instructions=INSTRUCTIONS, controls=controls, tile_px=tile_px)
+    state = {"seed": first_seed}
+
+    def new_session() -> Session:
+        task = new_task()
         x0 = task.x0(seed=state["seed"])
         state["seed"] += 1
-        return Session(
-            make_optimizer(task, x0), task=task, log=log, name="app-pipeline", rater="visitor"
-        )
+        return Session(make_optimizer(task, x0), task=task, log=log, name=name, rater="visitor")
 
-    go.on_click(lambda _: view.start(new_session))
-    view.start(new_session)
-    return view
+    def start(_: Any = None) -> None:
+        view.start(new_session)
+
+    return view, start
