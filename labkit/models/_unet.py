@@ -379,9 +379,8 @@ class _DownBlock(nn.Module):
         downsample: bool,
     ) -> None:
         super().__init__()
-        emb, groups, eps = config.embedding_dim, config.norm_num_groups, config.norm_eps
         self.resnets = nn.ModuleList(
-            _ResBlock(c_in if i == 0 else c_out, c_out, emb_dim=emb, groups=groups, eps=eps)
+            _resblock(c_in if i == 0 else c_out, c_out, config)
             for i in range(config.layers_per_block)
         )
         self.attentions = (
@@ -420,11 +419,8 @@ class _UpBlock(nn.Module):
         upsample: bool,
     ) -> None:
         super().__init__()
-        emb, groups, eps = config.embedding_dim, config.norm_num_groups, config.norm_eps
         self.resnets = nn.ModuleList(
-            _ResBlock(
-                (c_prev if i == 0 else c_out) + c_skip, c_out, emb_dim=emb, groups=groups, eps=eps
-            )
+            _resblock((c_prev if i == 0 else c_out) + c_skip, c_out, config)
             for i, c_skip in enumerate(skip_channels)
         )
         self.attentions = (
@@ -454,15 +450,7 @@ class _MidBlock(nn.Module):
         super().__init__()
         scale = config.mid_block_scale_factor
         self.resnets = nn.ModuleList(
-            _ResBlock(
-                channels,
-                channels,
-                emb_dim=config.embedding_dim,
-                groups=config.norm_num_groups,
-                eps=config.norm_eps,
-                scale=scale,
-            )
-            for _ in range(2)
+            _resblock(channels, channels, config, scale=scale) for _ in range(2)
         )
         self.attentions = nn.ModuleList([_attention(channels, config, scale=scale)])
 
@@ -470,6 +458,18 @@ class _MidBlock(nn.Module):
         x = self.resnets[0](x, emb_act)
         x = self.attentions[0](x)
         return self.resnets[1](x, emb_act)
+
+
+def _resblock(c_in: int, c_out: int, config: UNetConfig, *, scale: float = 1.0) -> _ResBlock:
+    """A residual block with the embedding width and normalization of ``config``."""
+    return _ResBlock(
+        c_in,
+        c_out,
+        emb_dim=config.embedding_dim,
+        groups=config.norm_num_groups,
+        eps=config.norm_eps,
+        scale=scale,
+    )
 
 
 def _attention(channels: int, config: UNetConfig, *, scale: float = 1.0) -> _SelfAttention:
