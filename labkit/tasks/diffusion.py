@@ -317,6 +317,18 @@ class _LatentTask:
     def _conditioning_shape(self) -> tuple[int, ...]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _start(self, seed: int) -> torch.Tensor:
+        """The starting candidate of ``x0(seed)``, on the task's device, float32.
+
+        The latent ~ N(0, I) from a CPU generator seeded ``seed``, so the same on every device;
+        a conditioning offset δ, when it is optimized, starts at 0: the condition as given.
+        """
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        z = torch.randn(self.latent_shape, generator=g)
+        if self.optimize != "latents":
+            z = torch.cat([z.reshape(-1), torch.zeros(math.prod(self._conditioning_shape()))])
+        return z.to(self.device)
+
     def _generate(self, X: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -506,12 +518,7 @@ class DigitsTask(_LatentTask):
         the class offset δ (``"latents+class"``) starts at 0, the class as trained. The model
         casts when sampling.
         """
-        seed = check_int("seed", seed, minimum=0)
-        g = torch.Generator(device="cpu").manual_seed(seed)
-        z = torch.randn(self.latent_shape, generator=g)
-        if self.optimize == "latents+class":
-            z = torch.cat([z.reshape(-1), torch.zeros(self.class_dim)])
-        return z.to(self.device)
+        return self._start(check_int("seed", seed, minimum=0))
 
     def _conditioning_shape(self) -> tuple[int, ...]:
         return (self.class_dim,)
@@ -755,12 +762,7 @@ class PipelineTask(_LatentTask):
         the same on every device; the prompt offset δ (``"latents+prompt"``) starts at 0, i.e. at
         the prompt as written.
         """
-        seed = self.seed if seed is None else check_int("seed", seed, minimum=0)
-        g = torch.Generator(device="cpu").manual_seed(seed)
-        z = torch.randn(self.latent_shape, generator=g)
-        if self.optimize == "latents+prompt":
-            z = torch.cat([z.reshape(-1), torch.zeros(math.prod(self.prompt_shape))])
-        return z.to(self.device)
+        return self._start(self.seed if seed is None else check_int("seed", seed, minimum=0))
 
     def _conditioning_shape(self) -> tuple[int, ...]:
         return self.prompt_shape
