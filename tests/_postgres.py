@@ -19,7 +19,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from labkit.bench._server import free_port
 
 #: The superuser initdb creates; trust authentication, so any password (or none) is accepted.
 USER = "labkit"
@@ -46,12 +47,6 @@ def find_bin_dir() -> Path | None:
     versions = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")]
     versions.sort(key=lambda b: int(b.parent.name) if b.parent.name.isdigit() else -1)
     return versions[-1] if versions else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run_as() -> dict[str, Any]:
@@ -127,7 +122,7 @@ def postgres_server(bin_dir: Path) -> Iterator[PostgresServer]:
             **run_as,
         )
         for _attempt in range(3):  # a free port may be taken again before postgres binds it
-            port = _free_port()
+            port = free_port()
             log = (folder / "server.log").open("ab")
             proc = subprocess.Popen(
                 [

@@ -1,4 +1,9 @@
-"""Pieces every benchmark's command line shares."""
+"""Pieces the benchmarks share: command-line flags and parsing, threads, the machine, memory.
+
+Starting and stopping a server lives in :mod:`labkit.bench._server`; the method registry of the
+optimizer benchmarks in :mod:`labkit.bench._methods`, their traces and loop in
+:mod:`labkit.bench._harness`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,9 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
+import platform
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +21,6 @@ from typing import Any
 
 import psutil
 import torch
-
-from labkit.app import printed_link
 
 #: Debian's chromium, and the only flags it needs beyond Playwright's own: Playwright already
 #: passes --headless, --no-sandbox, --no-first-run and turns off background networking,
@@ -50,6 +50,73 @@ def positive_int(text: str) -> int:
     return value
 
 
+def shared_flags(
+    *,
+    quick: str | None = None,
+    seeds: str | None = None,
+    loop: bool = False,
+    out: bool = False,
+    json_out: bool = False,
+) -> argparse.ArgumentParser:
+    """A parent parser (``argparse.ArgumentParser(parents=[...])``) with the flags benchmarks
+    share, each defined once; a benchmark names the ones it takes.
+
+    * ``--quick`` (given what it means here): a small configuration (``args.quick``);
+    * ``--seeds N`` (given what a seed runs here): ``args.seeds``, ``None`` when not given (the
+      default depends on ``--quick``);
+    * ``loop``: ``--threads N`` (``args.threads``, default 1) and ``--no-progress``, read as
+      ``args.progress`` (``True`` unless given), the name of the runners' keyword argument;
+    * ``--out DIR``: where the runs and figures go (``args.out``, a Path or ``None``);
+    * ``--json OUT`` (``json_out``): all figures as one JSON file (``args.json``).
+    """
+    p = argparse.ArgumentParser(add_help=False)
+    if quick is not None:
+        p.add_argument("--quick", action="store_true", help=quick)
+    if seeds is not None:
+        p.add_argument("--seeds", type=positive_int, default=None, help=seeds)
+    if loop:
+        p.add_argument(
+            "--threads",
+            type=positive_int,
+            default=1,
+            help="threads for torch and, where the benchmark limits them, NumPy's BLAS (default "
+            "1: on a busy machine a parallel region waits for its slowest thread)",
+        )
+        p.add_argument(
+            "--no-progress", dest="progress", action="store_false", help="no progress bar"
+        )
+    if out:
+        help_out = "write the runs (runs.csv) and the figures here"
+        p.add_argument("--out", type=Path, default=None, metavar="DIR", help=help_out)
+    if json_out:
+        help_json = "write all figures to this JSON file"
+        p.add_argument("--json", type=Path, metavar="OUT", help=help_json)
+    return p
+
+
+def bench_parser(prog: str, description: str, **flags: Any) -> argparse.ArgumentParser:
+    """A benchmark's parser: its ``prog`` and ``description``, and the shared flags named in
+    ``flags`` (:func:`shared_flags`); the benchmark adds its own flags to it."""
+    return argparse.ArgumentParser(
+        prog=prog, description=description, parents=[shared_flags(**flags)]
+    )
+
+
+def pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """``names`` of the parsed ``args``, as keyword arguments for a benchmark's runner."""
+    return {name: getattr(args, name) for name in names}
+
+
+def machine() -> dict[str, Any]:
+    """The machine a figure was measured on: processor, CPUs, Python and the load average."""
+    return {
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 @contextlib.contextmanager
 def limited_threads(n: int) -> Iterator[None]:
     """``n`` threads in torch and, through threadpoolctl when present, in NumPy's BLAS; restored
@@ -66,18 +133,6 @@ def limited_threads(n: int) -> Iterator[None]:
                 yield
     finally:
         torch.set_num_threads(before)
-
-
-def descendants(pid: int) -> list[int]:
-    """Ids of every living process below ``pid`` (children, grandchildren, ...).
-
-    Jupyter kernels run in process groups of their own, so stopping a server's group is not
-    enough: whoever started it also kills these, each by its id.
-    """
-    try:
-        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 def write_json(path: Path, result: dict[str, Any]) -> None:
@@ -141,70 +196,3 @@ class TreeMemory:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-
-
-# ---- the server --------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def labkit_server(
-    args: Sequence[str], *, log: Path, start_timeout_s: float = 300.0
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``labkit app ARGS`` on a free port; yields the process and the tokened link it printed.
-
-    Stopped whatever happens: SIGTERM (labkit app stops Voilà, which stops its kernels; a crowd
-    server stops itself), then every process that was below it.
-    """
-    port = _free_port()
-    cmd = [sys.executable, "-m", "labkit", "app", *args, f"--port={port}", "--no-browser"]
-    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_TOKEN"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    below: list[int] = []
-    try:
-        deadline = time.monotonic() + start_timeout_s
-        link = None
-        while link is None:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"labkit app did not print its link; see {log}")
-            time.sleep(0.1)
-            link = printed_link(log.read_text(errors="replace"))
-        yield proc, link
-    finally:
-        below = descendants(proc.pid)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        for pid in below:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def labkit_app(
-    app: str,
-    *,
-    db: Path,
-    log: Path,
-    max_kernels: int,
-    cull_after: int,
-    pool_size: int,
-    start_timeout_s: float = 300.0,
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``labkit app APP`` (Voilà) on a free port, as :func:`labkit_server`."""
-    args = [app, f"--db={db}", f"--max-kernels={max_kernels}", f"--cull-after={cull_after}"]
-    args += [f"--pool-size={pool_size}"]
-    with labkit_server(args, log=log, start_timeout_s=start_timeout_s) as started:
-        yield started

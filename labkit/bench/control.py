@@ -36,21 +36,29 @@ Rollout throughput (episodes per second, in-process and through a local Ray inst
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from labkit.bench._common import parse_args, positive_int
+from labkit.bench._common import bench_parser, parse_args, positive_int
+from labkit.bench._harness import Trace, progress_bar, step_values, write_traces
+from labkit.bench._methods import Method, build, registry
 
 __all__ = ["ENVS", "METHODS", "EnvSetting", "Method", "RunTrace", "main", "run_one"]
+
+#: What ``--help`` says the benchmark does.
+_DESCRIPTION = (
+    "Linear policies from rankings of rollouts: ZO-RankSGD (several m, k), CMA-ES told "
+    "ranks and value-based ZO-SGD at equal episode budgets on MuJoCo Swimmer, Reacher, "
+    "HalfCheetah, Hopper and classic CartPole/Pendulum; plus rollout throughput."
+)
 
 
 @dataclass(frozen=True)
@@ -83,17 +91,8 @@ EVAL_EVERY = 4
 EVAL_EPISODES = 2
 
 
-@dataclass(frozen=True)
-class Method:
-    """One contender: ``kind`` picks the optimizer; ``m``/``k`` its round shape."""
-
-    label: str
-    kind: str  # "zorank" | "cmaes" | "zosgd"
-    m: int | None = 8
-    k: int | None = None
-
-
-METHODS: tuple[Method, ...] = (
+#: The contenders, by label (their constants are the module's, above).
+METHODS: dict[str, Method] = registry(
     Method("ZO-RankSGD m=8", "zorank", m=8),
     Method("ZO-RankSGD m=8 k=2", "zorank", m=8, k=2),
     Method("ZO-RankSGD m=16 k=4", "zorank", m=16, k=4),
@@ -103,39 +102,45 @@ METHODS: tuple[Method, ...] = (
 
 
 @dataclass
-class RunTrace:
+class RunTrace(Trace):
     """One run: the iterate's evaluation return after ``episodes[i]`` training episodes."""
+
+    #: One CSV row per evaluation point: env, method, seed, episodes, return, run seconds.
+    CSV_FIELDS = ("env", "method", "seed", "episodes", "return", "run_seconds")
 
     env: str
     method: str
     seed: int
     episodes: list[int] = field(default_factory=list)
     returns: list[float] = field(default_factory=list)
-    seconds: float = 0.0
     x: torch.Tensor | None = None  # the final iterate
 
     @property
     def final(self) -> float:
         return self.returns[-1]
 
+    def csv_rows(self) -> Iterator[dict[str, Any]]:
+        for e, r in zip(self.episodes, self.returns, strict=True):
+            yield {
+                "env": self.env,
+                "method": self.method,
+                "seed": self.seed,
+                "episodes": e,
+                "return": f"{r:.4f}",
+                "run_seconds": f"{self.seconds:.2f}",
+            }
+
 
 def _build(method: Method, x0: torch.Tensor, seed: int) -> Any:
-    # Imported here so that `labkit bench control --help` stays quick.
-    from labkit.optim.cmaes import CMAES
-    from labkit.optim.zo_ranksgd import ZORankSGD
-    from labkit.optim.zo_sgd import ZOSGD
-
     d = x0.numel()
-    if method.kind == "zorank":
-        assert method.m is not None
-        lr = RANK_LR / math.sqrt(d)
-        return ZORankSGD(x0, lr=lr, mu=RANK_MU, m=method.m, k=method.k, seed=seed)
-    if method.kind == "cmaes":
-        return CMAES(x0, sigma=CMA_SIGMA, m=method.m, seed=seed)
-    if method.kind == "zosgd":
-        assert method.m is not None
-        return ZOSGD(x0, lr=ZOSGD_LR / math.sqrt(d), mu=RANK_MU, m=method.m, seed=seed)
-    raise ValueError(f"unknown method kind {method.kind!r}")
+    options = {
+        "zorank": {"lr": RANK_LR / math.sqrt(d), "mu": RANK_MU},
+        "cmaes": {"sigma": CMA_SIGMA},
+        "zosgd": {"lr": ZOSGD_LR / math.sqrt(d), "mu": RANK_MU},
+    }
+    if method.kind not in options:
+        raise ValueError(f"unknown method kind {method.kind!r}")
+    return build(method, x0, seed=seed, **options[method.kind])
 
 
 def run_one(
@@ -217,15 +222,6 @@ def markdown_table(traces: Sequence[RunTrace], budgets: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
-def _curve(trace: RunTrace, grid: Sequence[int]) -> list[float]:
-    out, i = [], 0
-    for q in grid:
-        while i + 1 < len(trace.episodes) and trace.episodes[i + 1] <= q:
-            i += 1
-        out.append(trace.returns[i])
-    return out
-
-
 def plot(traces: Sequence[RunTrace], path: Path) -> Path:
     """Median evaluation return against training episodes, a panel per environment, shaded
     between the lowest and highest seed."""
@@ -247,7 +243,7 @@ def plot(traces: Sequence[RunTrace], path: Path) -> Path:
             runs = [t for t in ts if t.method == method]
             if not runs:
                 continue
-            curves = [_curve(t, grid) for t in runs]
+            curves = [step_values(t.episodes, t.returns, grid) for t in runs]
             med = [statistics.median(c[i] for c in curves) for i in range(len(grid))]
             lo = [min(c[i] for c in curves) for i in range(len(grid))]
             hi = [max(c[i] for c in curves) for i in range(len(grid))]
@@ -303,16 +299,6 @@ def views_strip(
         y += r.height
     out.save(path)
     return path
-
-
-def write_csv(traces: Sequence[RunTrace], path: Path) -> None:
-    """One row per evaluation point: env, method, seed, episodes, return, run seconds."""
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["env", "method", "seed", "episodes", "return", "run_seconds"])
-        for t in traces:
-            for e, r in zip(t.episodes, t.returns, strict=True):
-                w.writerow([t.env, t.method, t.seed, e, f"{r:.4f}", f"{t.seconds:.2f}"])
 
 
 # -- throughput -----------------------------------------------------------------------------------
@@ -372,34 +358,15 @@ _QUICK_ENVS = ("CartPole", "Swimmer", "HalfCheetah")
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Linear policies from rankings of rollouts: ZO-RankSGD (several m, k), CMA-ES told "
-            "ranks and value-based ZO-SGD at equal episode budgets on MuJoCo Swimmer, Reacher, "
-            "HalfCheetah, Hopper and classic CartPole/Pendulum; plus rollout throughput."
-        ),
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"{', '.join(_QUICK_ENVS)}, 2 seeds, 96 episodes each, no Ray (under a minute)",
-    )
+    quick = f"{', '.join(_QUICK_ENVS)}, 2 seeds, 96 episodes each, no Ray (under a minute)"
+    seeds = "runs per (env, method)"
+    p = bench_parser(prog, _DESCRIPTION, quick=quick, seeds=seeds, loop=True, out=True)
     p.add_argument("--envs", nargs="+", choices=list(ENVS), default=None, help="environments")
-    p.add_argument("--seeds", type=positive_int, default=None, help="runs per (env, method)")
-    p.add_argument(
-        "--budget", type=positive_int, default=None, help="episodes per run (default: per env)"
-    )
-    p.add_argument(
-        "--ray-cpus",
-        type=positive_int,
-        default=2,
-        help="workers of the local Ray instance for the throughput row (default 2)",
-    )
+    budget = "episodes per run (default: per env)"
+    p.add_argument("--budget", type=positive_int, default=None, help=budget)
+    ray_help = "workers of the local Ray instance for the throughput row (default 2)"
+    p.add_argument("--ray-cpus", type=positive_int, default=2, help=ray_help)
     p.add_argument("--no-ray", action="store_true", help="skip the Ray throughput row")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="PNG, runs.csv, summary")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -423,14 +390,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench control") 
     budgets = {
         e: args.budget or (ENVS[e].quick_budget if args.quick else ENVS[e].budget) for e in envs
     }
-    from tqdm.auto import tqdm
-
     before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     try:
-        jobs = [(e, mt, s) for e in envs for mt in METHODS for s in range(seeds)]
-        bar = tqdm(jobs, desc="bench control", disable=args.no_progress, file=sys.stderr)
+        jobs = [(e, mt, s) for e in envs for mt in METHODS.values() for s in range(seeds)]
+        bar = progress_bar(jobs, "bench control", enabled=args.progress)
         traces = []
         for env, method, seed in bar:
             bar.set_postfix_str(f"{env} {method.label}", refresh=False)
@@ -466,14 +431,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench control") 
     print(f"Views of 8 rollouts ({setting.env_id}, 300 steps, stick figures): {views:.2f} s")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        write_csv(traces, args.out / "runs.csv")
+        write_traces(RunTrace, traces, args.out / "runs.csv")
         (args.out / "summary.md").write_text(table + "\n")
         png = plot(traces, args.out / "control_curves.png")
         print(f"wrote {png}, {args.out / 'runs.csv'} and {args.out / 'summary.md'}")
+        first = next(iter(METHODS))  # the label of the first method
         shown = [
             t
             for t in traces
-            if t.env == tp_env and t.method == METHODS[0].label and t.seed == 0 and t.x is not None
+            if t.env == tp_env and t.method == first and t.seed == 0 and t.x is not None
         ]
         if shown and shown[0].x is not None:
             x = shown[0].x
@@ -481,7 +447,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench control") 
                 setting.env_id,
                 [
                     ("zero policy (start)", torch.zeros_like(x)),
-                    (f"{METHODS[0].label}, {shown[0].episodes[-1]} episodes", x),
+                    (f"{first}, {shown[0].episodes[-1]} episodes", x),
                 ],
                 args.out / "control_views.png",
                 horizon=setting.horizon,

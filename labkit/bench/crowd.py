@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import random
 import statistics
 import sys
@@ -42,7 +40,8 @@ from typing import Any
 
 import psutil
 
-from labkit.bench._common import labkit_server, parse_args, positive_int, write_json
+from labkit.bench._common import machine, parse_args, positive_int, write_json
+from labkit.bench._server import ServerProcess, labkit_server
 
 #: Seconds the server may take to print its link (imports torch, renders the first round).
 START_S = 180.0
@@ -131,12 +130,13 @@ class Rater:
             self.connected.set()
 
 
-@contextlib.contextmanager
-def crowd_app(app: str, *, raters: int, round_seconds: float, db: Path, log: Path) -> Any:
-    """``labkit app APP --crowd`` on a free port; yields (process, link). Always stopped."""
+def crowd_app(
+    app: str, *, raters: int, round_seconds: float, db: Path, log: Path
+) -> contextlib.AbstractContextManager[ServerProcess]:
+    """``labkit app APP --crowd`` on a free port, up once it printed its link (``server.link``);
+    always stopped."""
     args = [app, "--crowd", f"--raters={raters}", f"--round-seconds={round_seconds}"]
-    with labkit_server([*args, f"--db={db}"], log=log, start_timeout_s=START_S) as started:
-        yield started
+    return labkit_server([*args, f"--db={db}"], log=log, start_timeout_s=START_S)
 
 
 def run_crowd(
@@ -150,7 +150,8 @@ def run_crowd(
         db = Path(tmp) / "rounds.sqlite"
         with crowd_app(
             app, raters=raters, round_seconds=round_seconds, db=db, log=Path(tmp) / "server.log"
-        ) as (proc, link):
+        ) as server:
+            proc, link = server.proc, server.link
             token = link.partition("?token=")[2]
             rss_idle = rss_mib(proc.pid)
             go = threading.Event()
@@ -209,12 +210,7 @@ def run_crowd(
         "app": app,
         "raters": raters,
         "rounds": rounds,
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine(),
         "rss_idle_mib": rss_idle,
         "rss_connected_mib": rss_connected,
         "rss_end_mib": rss_end,

@@ -51,24 +51,21 @@ model's default DDIM steps and guidance, with 1 and 2 torch threads.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from labkit.bench._common import limited_threads, parse_args, positive_int
+from labkit.bench._common import bench_parser, limited_threads, parse_args, positive_int
+from labkit.bench._harness import Trace, group_by, progress_bar, write_traces
+from labkit.bench._methods import Method, build, registry
 from labkit.judges import ScoreJudge
 from labkit.optim.base import RankOptimizer
-from labkit.optim.cmaes import CMAES
-from labkit.optim.prior import PriorSampling
-from labkit.optim.zo_ranksgd import ZORankSGD
 from labkit.tasks.diffusion import DigitProbability, DigitsTask, ImageSimilarity
 
 __all__ = [
@@ -81,6 +78,14 @@ __all__ = [
     "run_diffusion",
     "summarize",
 ]
+
+#: What ``--help`` says the benchmark does.
+_DESCRIPTION = (
+    "Rounds to steer the embedded digits model's latents to a judge's target (classifier "
+    "p >= 0.9, or a picture in mind) with ZO-RankSGD, line-search rounds, CMA-ES told "
+    "ranks and prior resampling, with and without renormalized latents; and the time of "
+    "one round of 8 images."
+)
 
 #: The ``digit`` problems are solved at classifier probability p(x) >= P_TARGET.
 P_TARGET = 0.9
@@ -103,34 +108,35 @@ CONDITIONED = ("digit-against",)
 
 
 @dataclass(frozen=True)
-class Method:
-    """A method of the comparison and its fixed hyperparameters (see ``_build``)."""
+class DigitsMethod(Method):
+    """A method of the comparison and its fixed hyperparameters, used as they are (``_build``)."""
 
-    name: str
-    kind: str
-    lr: float = 0.0
-    mu: float = 0.0
-    sigma: float = 0.0
+    m: int | None = M
     #: What a candidate is: the latent, or the latent and a class-embedding offset.
     optimize: str = "latents"
 
 
 #: Hyperparameters were picked once on a small grid (see docs/benchmarks.md) and are fixed for
 #: every problem, seed and renormalize setting. Units: the latent has 256 entries ~ N(0, 1).
-METHODS: dict[str, Method] = {
-    "ZO-RankSGD": Method("ZO-RankSGD", "zo", lr=2.0, mu=0.5),
-    "ZO-RankSGD+LS": Method("ZO-RankSGD+LS", "zo-ls", lr=8.0, mu=1.0),
-    "CMA-ES": Method("CMA-ES", "cma", sigma=1.0),
-    "prior resampling": Method("prior resampling", "prior", sigma=1.0),
+METHODS: dict[str, DigitsMethod] = registry(
+    DigitsMethod("ZO-RankSGD", "zorank", lr=2.0, mu=0.5),
+    DigitsMethod("ZO-RankSGD+LS", "zorank", line_search=LS_STEPS, lr=8.0, mu=1.0),
+    DigitsMethod("CMA-ES", "cmaes", sigma=1.0),
+    DigitsMethod("prior resampling", "prior", sigma=1.0),
     # Smaller steps, for the runs without renormalization (not run by default; --methods).
-    "ZO-RankSGD-small": Method("ZO-RankSGD-small", "zo", lr=0.5, mu=0.25),
-    "CMA-ES-small": Method("CMA-ES-small", "cma", sigma=0.5),
+    DigitsMethod("ZO-RankSGD-small", "zorank", lr=0.5, mu=0.25),
+    DigitsMethod("CMA-ES-small", "cmaes", sigma=0.5),
     # The latent and the class embedding (digit-against only).
-    "ZO-RankSGD+class": Method("ZO-RankSGD+class", "zo", lr=2.0, mu=0.5, optimize="latents+class"),
-    "ZO-RankSGD+LS+class": Method(
-        "ZO-RankSGD+LS+class", "zo-ls", lr=8.0, mu=1.0, optimize="latents+class"
+    DigitsMethod("ZO-RankSGD+class", "zorank", lr=2.0, mu=0.5, optimize="latents+class"),
+    DigitsMethod(
+        "ZO-RankSGD+LS+class",
+        "zorank",
+        line_search=LS_STEPS,
+        lr=8.0,
+        mu=1.0,
+        optimize="latents+class",
     ),
-}
+)
 #: What runs unless --methods says otherwise (a method runs on the problems it applies to).
 DEFAULT_METHODS = (
     "ZO-RankSGD",
@@ -142,7 +148,7 @@ DEFAULT_METHODS = (
 )
 
 
-def applies(problem: str, method: Method) -> bool:
+def applies(problem: str, method: DigitsMethod) -> bool:
     """Whether ``method`` runs on ``problem``: steering the class needs a conditioned model."""
     return method.optimize == "latents" or problem in CONDITIONED
 
@@ -152,25 +158,31 @@ def _condition(problem: str, seed: int) -> int | None:
     return DIGITS[(seed + 1) % len(DIGITS)] if problem in CONDITIONED else None
 
 
-def _build(method: Method, x0: torch.Tensor, seed: int) -> RankOptimizer:
-    if method.kind == "zo":
-        return ZORankSGD(x0, lr=method.lr, mu=method.mu, m=M, seed=seed)
-    if method.kind == "zo-ls":
-        return ZORankSGD(x0, lr=method.lr, mu=method.mu, m=M, seed=seed, line_search=LS_STEPS)
-    if method.kind == "cma":
-        return CMAES(x0, sigma=method.sigma, m=M, seed=seed)
-    if method.kind == "prior":
-        return PriorSampling(x0, sigma=method.sigma, m=M, seed=seed)
-    raise ValueError(f"unknown method kind {method.kind!r}")
+def _build(method: DigitsMethod, x0: torch.Tensor, seed: int) -> RankOptimizer:
+    if method.kind == "zorank":
+        return build(method, x0, seed=seed, lr=method.lr, mu=method.mu)
+    return build(method, x0, seed=seed, sigma=method.sigma)
 
 
 @dataclass
-class RunTrace:
+class RunTrace(Trace):
     """One run: its setting and the judge's score of the iterate after each round.
 
     ``scores[0]`` is the start's score; ``scores[r]`` the iterate's after round r. ``solved_at`` is
     the first round whose score met the target (``None``: not within the budget).
     """
+
+    #: One CSV row per run and round (round 0: the start).
+    CSV_FIELDS = (
+        "problem",
+        "method",
+        "renormalize",
+        "seed",
+        "digit",
+        "start_seed",
+        "round",
+        "score",
+    )
 
     problem: str
     method: str
@@ -180,7 +192,6 @@ class RunTrace:
     start_seed: int
     target: float
     scores: list[float] = field(default_factory=list)
-    seconds: float = 0.0
 
     @property
     def solved_at(self) -> int | None:
@@ -188,6 +199,18 @@ class RunTrace:
             if s >= self.target:
                 return r
         return None
+
+    def csv_rows(self) -> Iterator[dict[str, Any]]:
+        setting = {
+            "problem": self.problem,
+            "method": self.method,
+            "renormalize": self.renormalize,
+            "seed": self.seed,
+            "digit": self.digit,
+            "start_seed": self.start_seed,
+        }
+        for r, s in enumerate(self.scores):
+            yield {**setting, "round": r, "score": s}
 
 
 @dataclass
@@ -217,7 +240,7 @@ def run_one(
     shared: _Shared,
     *,
     problem: str,
-    method: Method,
+    method: DigitsMethod,
     renormalize: bool,
     seed: int,
     rounds: int,
@@ -225,7 +248,7 @@ def run_one(
     """One run of ``method`` on ``problem`` from seed ``seed``'s start, at most ``rounds``."""
     if not applies(problem, method):
         raise ValueError(
-            f"{method.name} steers the class: it needs a conditioned problem, not {problem!r}"
+            f"{method.label} steers the class: it needs a conditioned problem, not {problem!r}"
         )
     digit = DIGITS[seed % len(DIGITS)]
     condition = _condition(problem, seed)
@@ -255,7 +278,7 @@ def run_one(
     noise = NOISE_SIGMA if problem == "digit-noisy" else 0.0
     judge: ScoreJudge = task.judge(noise=noise, seed=seed)
     opt = _build(method, x0, seed)
-    trace = RunTrace(problem, method.name, renormalize, seed, digit, start_seed, target)
+    trace = RunTrace(problem, method.label, renormalize, seed, digit, start_seed, target)
     t0 = time.perf_counter()
     trace.scores.append(float(task.score(opt.x.unsqueeze(0))[0]))
     for _ in range(rounds):
@@ -290,10 +313,8 @@ def run_diffusion(
         for r in renormalize
         for s in range(seeds)
     ]
-    from tqdm.auto import tqdm
-
     traces = []
-    for p, meth, r, s in tqdm(grid, desc="runs", disable=not progress, file=sys.stderr):
+    for p, meth, r, s in progress_bar(grid, "runs", enabled=progress):
         traces.append(run_one(shared, problem=p, method=meth, renormalize=r, seed=s, rounds=rounds))
     return traces
 
@@ -316,23 +337,12 @@ def summarize(traces: Sequence[RunTrace]) -> list[Summary]:
     A run not solved within its budget counts as ∞ rounds, so the median is finite exactly when
     at least half the runs were solved.
     """
-    keys: dict[tuple[str, str, bool], list[RunTrace]] = {}
-    for t in traces:
-        keys.setdefault((t.problem, t.method, t.renormalize), []).append(t)
     out = []
-    for (p, meth, r), ts in keys.items():
+    for key, ts in group_by(traces, lambda t: (t.problem, t.method, t.renormalize)).items():
         rounds = [float(t.solved_at) if t.solved_at is not None else math.inf for t in ts]
-        out.append(
-            Summary(
-                problem=p,
-                method=meth,
-                renormalize=r,
-                runs=len(ts),
-                solved=sum(t.solved_at is not None for t in ts),
-                median_rounds=statistics.median(rounds),
-                median_final=statistics.median(t.scores[-1] for t in ts),
-            )
-        )
+        solved = sum(t.solved_at is not None for t in ts)
+        final = statistics.median(t.scores[-1] for t in ts)
+        out.append(Summary(*key, len(ts), solved, statistics.median(rounds), final))
     return out
 
 
@@ -365,19 +375,6 @@ def markdown_table(summaries: Sequence[Summary], rounds: int) -> str:
         f"(picture)."
     )
     return "\n".join(lines) + "\n" + note
-
-
-def write_csv(traces: Sequence[RunTrace], path: Path) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            ["problem", "method", "renormalize", "seed", "digit", "start_seed", "round", "score"]
-        )
-        for t in traces:
-            for r, s in enumerate(t.scores):
-                w.writerow(
-                    [t.problem, t.method, t.renormalize, t.seed, t.digit, t.start_seed, r, s]
-                )
 
 
 # -- time of one round ----------------------------------------------------------------------------
@@ -419,46 +416,16 @@ def round_time(
 
 # -- command line ---------------------------------------------------------------------------------
 def _parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Rounds to steer the embedded digits model's latents to a judge's target (classifier "
-            "p >= 0.9, or a picture in mind) with ZO-RankSGD, line-search rounds, CMA-ES told "
-            "ranks and prior resampling, with and without renormalized latents; and the time of "
-            "one round of 8 images."
-        ),
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="digit and picture problems, renormalized only, 2 seeds, 15 rounds (about a minute)",
-    )
-    p.add_argument("--seeds", type=positive_int, default=None, help="runs per cell (default 6)")
-    p.add_argument(
-        "--rounds", type=positive_int, default=None, help="round budget per run (default 30)"
-    )
+    quick = "digit and picture problems, renormalized only, 2 seeds, 15 rounds (about a minute)"
+    seeds = "runs per cell (default 6)"
+    p = bench_parser(prog, _DESCRIPTION, quick=quick, seeds=seeds, loop=True, out=True)
     p.add_argument("--problems", nargs="+", choices=PROBLEMS, default=None)
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        choices=sorted(METHODS),
-        default=None,
-        help=f"methods (default {' '.join(DEFAULT_METHODS)})",
-    )
-    p.add_argument(
-        "--renormalize",
-        choices=("both", "yes", "no"),
-        default=None,
-        help="the task's renormalize option (default both; yes with --quick)",
-    )
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        default=1,
-        help="torch threads for the runs (default 1; the round timing uses 1 and 2)",
-    )
-    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="write runs.csv here")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rounds = "round budget per run (default 30)"
+    p.add_argument("--rounds", type=positive_int, default=None, help=rounds)
+    methods = f"methods (default {' '.join(DEFAULT_METHODS)})"
+    p.add_argument("--methods", nargs="+", choices=sorted(METHODS), help=methods)
+    renormalize = "the task's renormalize option (default both; yes with --quick)"
+    p.add_argument("--renormalize", choices=("both", "yes", "no"), help=renormalize)
     return p
 
 
@@ -489,7 +456,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench diffusion"
             renormalize=renormalize,
             seeds=seeds,
             rounds=rounds,
-            progress=not args.no_progress,
+            progress=args.progress,
             shared=shared,
         )
     elapsed = time.perf_counter() - t0
@@ -514,7 +481,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench diffusion"
     print(markdown_table(summarize(traces), rounds))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        write_csv(traces, args.out / "runs.csv")
+        write_traces(RunTrace, traces, args.out / "runs.csv")
         print(f"wrote {args.out / 'runs.csv'}")
     return 0
 

@@ -39,19 +39,20 @@ the curvature (the rank-based methods are invariant to monotone transformations 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from labkit.bench._common import limited_threads, parse_args, positive_int
+from labkit.bench._common import bench_parser, limited_threads, parse_args, positive_int
+from labkit.bench._harness import Trace, group_by, progress_bar, step_values, write_traces
+from labkit.bench._methods import Method, build, registry
 from labkit.judges import NoisyJudge, TopKJudge
 from labkit.optim.base import RankOptimizer
 from labkit.tasks.functions import TestFunction, get_function
@@ -65,6 +66,13 @@ __all__ = [
     "run_functions",
     "summarize",
 ]
+
+#: What ``--help`` says the benchmark does.
+_DESCRIPTION = (
+    "Rounds-to-target and final value of ZO-RankSGD, its line-search rounds, CMA-ES told "
+    "ranks, value-based ZO-SGD and prior resampling on sphere, ellipsoid, Rosenbrock and "
+    "a noisy-judge sphere, at equal budgets of function queries."
+)
 
 #: A run reaches its target when f(x) <= TARGET_FRACTION · f(x0).
 TARGET_FRACTION = 1e-2
@@ -90,23 +98,9 @@ ZOSGD_LR: dict[str, float] = {"sphere": 0.5, "ellipsoid": 4e-6, "rosenbrock": 1e
 PRIOR_M = 8
 
 
-@dataclass(frozen=True)
-class Method:
-    """One contender: ``kind`` picks the optimizer, ``m``/``k``/``line_search`` its round shape.
-
-    ``lr`` is the tuned constant of a ZO-RankSGD step: lr = ``lr``·R0/d for Algorithm 1 and
-    ``lr``·R0/√d for the largest step of line-search rounds.
-    """
-
-    label: str
-    kind: str  # "zorank" | "cmaes" | "zosgd" | "prior"
-    m: int | None = 8
-    k: int | None = None
-    line_search: int = 0
-    lr: float = 0.0
-
-
-METHODS: tuple[Method, ...] = (
+#: The contenders, by label; ``Method.lr`` is the tuned constant of a ZO-RankSGD step:
+#: lr = ``lr``·R0/d for Algorithm 1 and ``lr``·R0/√d for the largest step of line-search rounds.
+METHODS: dict[str, Method] = registry(
     Method("ZO-RankSGD m=4", "zorank", m=4, lr=0.25),
     Method("ZO-RankSGD m=8", "zorank", m=8, lr=0.5),
     Method("ZO-RankSGD m=8 k=2", "zorank", m=8, k=2, lr=0.25),
@@ -145,36 +139,36 @@ def _build(
     seed: int,
     hyper: dict[str, Any],
 ) -> RankOptimizer:
-    # Imported here so that `labkit bench functions --help` stays quick.
-    from labkit.optim.cmaes import CMAES
-    from labkit.optim.prior import PriorSampling
-    from labkit.optim.zo_ranksgd import ZORankSGD
-    from labkit.optim.zo_sgd import ZOSGD
-
-    if method.kind == "zorank":
-        assert method.m is not None
-        return ZORankSGD(
-            x0, m=method.m, k=method.k, seed=seed, line_search=method.line_search, **hyper
-        )
-    if method.kind == "cmaes":
-        return CMAES(x0, m=method.m, seed=seed, **hyper)
-    if method.kind == "zosgd":
-        assert method.m is not None
-        return ZOSGD(x0, m=method.m, seed=seed, **hyper)
-    if method.kind == "prior":
-        assert method.m is not None
-        return PriorSampling(x0, m=method.m, seed=seed, mean=function.optimum(d), **hyper)
-    raise ValueError(f"unknown method kind {method.kind!r}")
+    # Prior resampling draws around the optimum: the prior the start was drawn from.
+    mean = {"mean": function.optimum(d)} if method.kind == "prior" else {}
+    return build(method, x0, seed=seed, **hyper, **mean)
 
 
 # -- one run --------------------------------------------------------------------------------------
 @dataclass
-class RunTrace:
+class RunTrace(Trace):
     """One run: the iterate's value after each round, against cumulative queries.
 
     ``queries[0] == 0`` and ``values[0] == f(x0)``; entry i > 0 is after round i. ``diverged`` marks
     a run stopped early because the iterate or a candidate's value stopped being finite.
     """
+
+    #: One CSV row per run: problem, d, method, seed, queries/rounds to target, final value.
+    CSV_FIELDS = (
+        "problem",
+        "d",
+        "method",
+        "seed",
+        "queries_to_target",
+        "rounds_to_target",
+        "queries_used",
+        "rounds_run",
+        "f0",
+        "final",
+        "final_ratio",
+        "diverged",
+        "seconds",
+    )
 
     problem: str
     d: int
@@ -183,7 +177,6 @@ class RunTrace:
     queries: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     diverged: bool = False
-    seconds: float = 0.0
 
     @property
     def f0(self) -> float:
@@ -204,6 +197,24 @@ class RunTrace:
             if v <= target:
                 return self.queries[i], i
         return None
+
+    def csv_rows(self) -> Iterator[dict[str, Any]]:
+        hit = self.to_target()
+        yield {
+            "problem": self.problem,
+            "d": self.d,
+            "method": self.method,
+            "seed": self.seed,
+            "queries_to_target": "" if hit is None else hit[0],
+            "rounds_to_target": "" if hit is None else hit[1],
+            "queries_used": self.queries[-1],
+            "rounds_run": self.rounds,
+            "f0": f"{self.f0:.6g}",
+            "final": f"{self.final:.6g}",
+            "final_ratio": f"{self.final / self.f0:.6g}",
+            "diverged": int(self.diverged),
+            "seconds": f"{self.seconds:.3f}",
+        }
 
 
 def _standardized(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], Any]:
@@ -291,15 +302,13 @@ def run_functions(
     dims: Sequence[int],
     seeds: int,
     rounds: Callable[[int], int],
-    methods: Sequence[Method] = METHODS,
+    methods: Sequence[Method] = tuple(METHODS.values()),
     progress: bool = True,
 ) -> list[RunTrace]:
     """Every (problem, d, method, seed); budget = 8 · rounds(d) queries for every method."""
-    from tqdm.auto import tqdm
-
     jobs = [(p, d, mt, s) for p in problems for d in dims for mt in methods for s in range(seeds)]
     traces = []
-    bar = tqdm(jobs, desc="bench functions", unit="run", disable=not progress, file=sys.stderr)
+    bar = progress_bar(jobs, "bench functions", enabled=progress, unit="run")
     for problem, d, method, seed in bar:
         bar.set_postfix_str(f"{problem} d={d} {method.label}", refresh=False)
         traces.append(run_one(method, problem, d, seed, budget=8 * rounds(d)))
@@ -328,11 +337,8 @@ def _median_with_inf(xs: Sequence[float]) -> float:
 
 def summarize(traces: Sequence[RunTrace], budget: Callable[[int], int]) -> list[Summary]:
     """Group the runs by (problem, d, method), in first-seen order, and take medians."""
-    groups: dict[tuple[str, int, str], list[RunTrace]] = {}
-    for t in traces:
-        groups.setdefault((t.problem, t.d, t.method), []).append(t)
     out = []
-    for (problem, d, method), ts in groups.items():
+    for (problem, d, method), ts in group_by(traces, lambda t: (t.problem, t.d, t.method)).items():
         hits = [t.to_target() for t in ts]
         out.append(
             Summary(
@@ -390,56 +396,9 @@ def markdown_tables(summaries: Sequence[Summary]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(traces: Sequence[RunTrace], path: Path) -> None:
-    """One row per run: problem, d, method, seed, queries/rounds to target, final value."""
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(
-            [
-                "problem",
-                "d",
-                "method",
-                "seed",
-                "queries_to_target",
-                "rounds_to_target",
-                "queries_used",
-                "rounds_run",
-                "f0",
-                "final",
-                "final_ratio",
-                "diverged",
-                "seconds",
-            ]
-        )
-        for t in traces:
-            hit = t.to_target()
-            w.writerow(
-                [
-                    t.problem,
-                    t.d,
-                    t.method,
-                    t.seed,
-                    "" if hit is None else hit[0],
-                    "" if hit is None else hit[1],
-                    t.queries[-1],
-                    t.rounds,
-                    f"{t.f0:.6g}",
-                    f"{t.final:.6g}",
-                    f"{t.final / t.f0:.6g}",
-                    int(t.diverged),
-                    f"{t.seconds:.3f}",
-                ]
-            )
-
-
 def _curve(trace: RunTrace, grid: Sequence[float]) -> list[float]:
     """f/f0 after the last round that ended at or before each query count of ``grid``."""
-    out, i = [], 0
-    for q in grid:
-        while i + 1 < len(trace.queries) and trace.queries[i + 1] <= q:
-            i += 1
-        out.append(trace.values[i] / trace.f0)
-    return out
+    return step_values(trace.queries, [v / trace.f0 for v in trace.values], grid)
 
 
 def plot(traces: Sequence[RunTrace], out_dir: Path) -> list[Path]:
@@ -494,63 +453,18 @@ _QUICK_DIMS = (10, 100)
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Rounds-to-target and final value of ZO-RankSGD, its line-search rounds, CMA-ES told "
-            "ranks, value-based ZO-SGD and prior resampling on sphere, ellipsoid, Rosenbrock and "
-            "a noisy-judge sphere, at equal budgets of function queries."
-        ),
+    quick = f"d in {list(_QUICK_DIMS)}, 2 seeds, max(100, 3·d) rounds (under a minute)"
+    seeds = "runs per (problem, d, method); medians are reported (default 5)"
+    p = bench_parser(prog, _DESCRIPTION, quick=quick, seeds=seeds, loop=True, out=True)
+    dims = f"dimensions (default {' '.join(map(str, _FULL_DIMS))}; d >= 2)"
+    p.add_argument("--dims", type=positive_int, nargs="+", metavar="D", help=dims)
+    rounds = (
+        "budget: N rounds of 8 candidates, i.e. 8·N queries for every method "
+        "(default max(200, 5·d); max(100, 3·d) with --quick)"
     )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"d in {list(_QUICK_DIMS)}, 2 seeds, max(100, 3·d) rounds (under a minute)",
-    )
-    p.add_argument(
-        "--dims",
-        type=positive_int,
-        nargs="+",
-        metavar="D",
-        help=f"dimensions (default {' '.join(map(str, _FULL_DIMS))}; d >= 2)",
-    )
-    p.add_argument(
-        "--seeds",
-        type=positive_int,
-        default=None,
-        help="runs per (problem, d, method); medians are reported (default 5)",
-    )
-    p.add_argument(
-        "--rounds",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="budget: N rounds of 8 candidates, i.e. 8·N queries for every method "
-        "(default max(200, 5·d); max(100, 3·d) with --quick)",
-    )
-    p.add_argument(
-        "--problems",
-        nargs="+",
-        choices=sorted(PROBLEMS),
-        default=None,
-        help=f"problems (default: all, {' '.join(PROBLEMS)})",
-    )
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        default=1,
-        help="threads for torch and for NumPy's BLAS (pycma) (default 1: these are "
-        "small problems, and on a busy machine a parallel region waits for its slowest "
-        "thread)",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="write PNG plots, runs.csv and summary.md here",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.add_argument("--rounds", type=positive_int, default=None, metavar="N", help=rounds)
+    problems = f"problems (default: all, {' '.join(PROBLEMS)})"
+    p.add_argument("--problems", nargs="+", choices=sorted(PROBLEMS), help=problems)
     return p
 
 
@@ -571,7 +485,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench functions"
     t0 = time.perf_counter()
     with limited_threads(args.threads):
         traces = run_functions(
-            problems=problems, dims=dims, seeds=seeds, rounds=rounds, progress=not args.no_progress
+            problems=problems, dims=dims, seeds=seeds, rounds=rounds, progress=args.progress
         )
     elapsed = time.perf_counter() - t0
 
@@ -589,7 +503,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench functions"
     print(table)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        write_csv(traces, args.out / "runs.csv")
+        write_traces(RunTrace, traces, args.out / "runs.csv")
         (args.out / "summary.md").write_text(table + "\n")
         for path in plot(traces, args.out):
             print(f"wrote {path}")

@@ -29,8 +29,6 @@ summed over ``labkit app``, Voilà and the kernels) at the end.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -41,17 +39,24 @@ from typing import Any
 
 from labkit.app import APPS, DEFAULT_APP, server_status
 from labkit.bench._common import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
     TreeMemory,
-    labkit_app,
+    bench_parser,
+    machine,
     parse_args,
+    pick,
     positive_int,
     write_json,
 )
+from labkit.bench._server import VoilaLimits, chromium_missing, labkit_app, launch_chromium
 from labkit.roundlog import RoundLog
 
 __all__ = ["TARGETS", "main", "run_latency"]
+
+#: What ``--help`` says the benchmark does.
+_DESCRIPTION = (
+    "Start `labkit app APP`, open its printed link in chromium, and time the "
+    "first candidates, a second visitor's arrival, and click -> next round painted."
+)
 
 #: The targets, in seconds (issue 9).
 TARGETS = {"first_candidates": 15.0, "arrival": 3.0, "painted_median": 0.5, "painted_p90": 0.8}
@@ -165,28 +170,24 @@ def run_latency(
         raise ValueError(f"no app {app!r}; the apps are: {', '.join(APPS)}")
     if APPS[app].needs_pipeline:
         raise ValueError(f"app {app!r} needs a pipeline folder; time another app")
-    if not Path(CHROMIUM).exists():
-        raise RuntimeError(f"this benchmark needs Debian's chromium at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="labkit-latency-") as tmp:
         work = Path(tmp)
         db = work / "rounds.sqlite"
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM, args=list(CHROMIUM_FLAGS), headless=True
-            )
+            browser = launch_chromium(p.chromium)
             try:
                 t_start = time.monotonic()
+                limits = VoilaLimits(max_kernels=8, cull_after=600, pool_size=1)
                 with labkit_app(
                     app,
                     db=db,
                     log=work / "server.log",
-                    max_kernels=8,
-                    cull_after=600,
-                    pool_size=1,
+                    limits=limits,
                     start_timeout_s=_START_TIMEOUT_S,
-                ) as (proc, link):
+                ) as server:
+                    link = server.link
                     t_link = time.monotonic() - t_start
                     first, ready_s = _open_until_painted(browser, link)
                     first_candidates = time.monotonic() - t_start
@@ -198,7 +199,7 @@ def run_latency(
                     for _ in range(warmup + rounds):
                         time.sleep(pause)  # a person never clicks faster
                         per_round.append(first.evaluate(_ROUND_JS, _ROUND_TIMEOUT_S * 1000))
-                    memory = TreeMemory(proc.pid)
+                    memory = TreeMemory(server.pid)
                     rss_kib, pss_kib, kernels = memory.sample()
             finally:
                 browser.close()
@@ -231,12 +232,7 @@ def run_latency(
             "settle": settle,
             "second_visitor": second_visitor,
         },
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine(),
         "link_printed": t_link,
         "first_page_ready": ready_s,
         "first_candidates": first_candidates,
@@ -266,11 +262,7 @@ def _wait_warm(link: str, settle: float) -> None:
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description="Start `labkit app APP`, open its printed link in chromium, and time the "
-        "first candidates, a second visitor's arrival, and click -> next round painted.",
-    )
+    p = bench_parser(prog, _DESCRIPTION, json_out=True)
     p.add_argument("--app", default=DEFAULT_APP, choices=[a for a in APPS if a != "pipeline"])
     p.add_argument("--rounds", type=positive_int, default=20, help="timed rounds (default 20)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
@@ -283,8 +275,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         default=10.0,
         help="seconds after the spare kernel exists before the second visitor (default 10)",
     )
-    p.add_argument("--no-second-visitor", action="store_true", help="time one visitor alone")
-    p.add_argument("--json", type=Path, metavar="OUT", help="write all figures to this JSON file")
+    p.add_argument(
+        "--no-second-visitor",
+        dest="second_visitor",
+        action="store_false",
+        help="time one visitor alone",
+    )
     return p
 
 
@@ -294,22 +290,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench latency") 
     if args.warmup < 0 or args.pause < 0 or args.settle < 0:
         print(f"{prog}: error: --warmup, --pause and --settle must be >= 0", file=sys.stderr)
         return 2
-    if not Path(CHROMIUM).exists():
-        print(f"{prog}: error: needs Debian's chromium at {CHROMIUM}", file=sys.stderr)
+    if chromium_missing(prog):
         return 2
-    r = run_latency(
-        app=args.app,
-        rounds=args.rounds,
-        warmup=args.warmup,
-        pause=args.pause,
-        settle=args.settle,
-        second_visitor=not args.no_second_visitor,
-    )
+    r = run_latency(**pick(args, "app", "rounds", "warmup", "pause", "settle", "second_visitor"))
     mc = r["machine"]
     print(
         f"# labkit bench latency --app {args.app}: {mc['processor']}, {mc['cpu_count']} CPUs, "
         f"Python {mc['python']}, load {mc['load_average']}; {args.rounds} rounds after "
-        f"{args.warmup}, {'with' if not args.no_second_visitor else 'without'} a second visitor"
+        f"{args.warmup}, {'with' if args.second_visitor else 'without'} a second visitor"
     )
     print("| what | median | p90 | target |")
     print("|---|---:|---:|---:|")

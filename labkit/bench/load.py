@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -41,14 +39,14 @@ from typing import Any
 
 from labkit.app import server_status
 from labkit.bench._common import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
     TreeMemory,
-    labkit_app,
+    bench_parser,
+    machine,
     parse_args,
     positive_int,
     write_json,
 )
+from labkit.bench._server import VoilaLimits, chromium_missing, labkit_app, launch_chromium
 
 #: Seconds a page may take to show its first round (a kernel starting on a loaded 2-core machine).
 PAGE_READY_S = 300.0
@@ -126,9 +124,7 @@ async def _visitors(link: str, *, visitors: int, rounds: int, shots: Path) -> li
 
     visits = [Visit(i) for i in range(visitors)]
     async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM, args=list(CHROMIUM_FLAGS), headless=True
-        )
+        browser = await launch_chromium(p.chromium)
         try:
             start = time.monotonic()
             results = await asyncio.gather(
@@ -203,28 +199,25 @@ def run_load(
     app: str = "quickstart",
     visitors: int = 10,
     rounds: int = 5,
-    max_kernels: int = 10,
-    cull_after: int = 60,
-    pool_size: int = 1,
+    limits: VoilaLimits | None = None,
     work: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark; the figures and the checks' findings, as a dict."""
+    """Run the benchmark; the figures and the checks' findings, as a dict.
+
+    ``limits``: the server's kernel limits (default: at most 10 kernels, culled after 60 s idle,
+    one warm spare).
+    """
+    if limits is None:
+        limits = VoilaLimits(max_kernels=10, cull_after=60, pool_size=1)
     with contextlib.ExitStack() as stack:
         if work is None:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="labkit-load-")))
         db, log = work / "rounds.sqlite", work / "server.log"
-        proc, link = stack.enter_context(
-            labkit_app(
-                app,
-                db=db,
-                log=log,
-                max_kernels=max_kernels,
-                cull_after=cull_after,
-                pool_size=pool_size,
-                start_timeout_s=PAGE_READY_S,
-            )
+        server = stack.enter_context(
+            labkit_app(app, db=db, log=log, limits=limits, start_timeout_s=PAGE_READY_S)
         )
-        memory = TreeMemory(proc.pid)
+        link = server.link
+        memory = TreeMemory(server.pid)
         idle_rss, idle_pss, _ = memory.sample()
         memory.start()
         t0 = time.monotonic()
@@ -233,7 +226,7 @@ def run_load(
         finally:
             memory.stop()
         elapsed = time.monotonic() - t0
-        culled_s = _wait_culled(link, timeout_s=cull_after + 120)
+        culled_s = _wait_culled(link, timeout_s=limits.cull_after + 120)
         problems = [f"visitor {v.index}: {e}" for v in visits for e in v.errors]
         log_problems, logged = check_log(db, visits, rounds)
         problems += log_problems
@@ -246,9 +239,9 @@ def run_load(
             "app": app,
             "visitors": visitors,
             "rounds": rounds,
-            "max_kernels": max_kernels,
-            "cull_after_s": cull_after,
-            "pool_size": pool_size,
+            "max_kernels": limits.max_kernels,
+            "cull_after_s": limits.cull_after,
+            "pool_size": limits.pool_size,
             "elapsed_s": elapsed,
             "page_ready_s": {"median": _median(ready_s), "max": max(ready_s, default=0.0)},
             "round_s": {"median": _median(round_s), "p90": p90},
@@ -261,12 +254,7 @@ def run_load(
             "peak_kernels": memory.peak_kernels,
             "culled_after_close_s": culled_s,
             "problems": problems,
-            "machine": {
-                "processor": platform.processor() or platform.machine(),
-                "cpu_count": os.cpu_count(),
-                "python": platform.python_version(),
-                "load_average": [round(x, 2) for x in os.getloadavg()],
-            },
+            "machine": machine(),
         }
     raise AssertionError("unreachable")  # for mypy: the with block returns
 
@@ -275,12 +263,15 @@ def _median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+#: What ``--help`` says the benchmark does.
+_DESCRIPTION = (
+    "Many visitors in one `labkit app` at once, in chromium on 127.0.0.1: "
+    "rankings kept apart and none lost, the server's memory, kernels culled after."
+)
+
+
 def _parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description="Many visitors in one `labkit app` at once, in chromium on 127.0.0.1: "
-        "rankings kept apart and none lost, the server's memory, kernels culled after.",
-    )
+    p = bench_parser(prog, _DESCRIPTION, json_out=True)
     p.add_argument("--app", default="quickstart", help="the app (default quickstart)")
     p.add_argument("--visitors", type=positive_int, default=10, help="pages at once (default 10)")
     p.add_argument("--rounds", type=positive_int, default=5, help="rounds each (default 5)")
@@ -294,27 +285,19 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-rss-mib", type=float, default=None, help="fail if the peak RSS sum exceeds this"
     )
-    p.add_argument("--json", type=Path, metavar="OUT", help="write all figures to this JSON file")
     return p
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "labkit bench load") -> int:
     """Entry point of ``labkit bench load ARGS...``; returns the exit status."""
     args = parse_args(_parser(prog), argv)
-    if not Path(CHROMIUM).exists():
-        print(f"{prog}: error: needs Debian's chromium at {CHROMIUM}", file=sys.stderr)
+    if chromium_missing(prog):
         return 2
     if args.pool_size < 0:
         print(f"{prog}: error: --pool-size must be >= 0", file=sys.stderr)
         return 2
-    r = run_load(
-        app=args.app,
-        visitors=args.visitors,
-        rounds=args.rounds,
-        max_kernels=args.max_kernels,
-        cull_after=args.cull_after,
-        pool_size=args.pool_size,
-    )
+    limits = VoilaLimits(args.max_kernels, args.cull_after, args.pool_size)
+    r = run_load(app=args.app, visitors=args.visitors, rounds=args.rounds, limits=limits)
     if args.max_rss_mib is not None and r["peak_rss_mib"] > args.max_rss_mib:
         r["problems"].append(
             f"peak RSS sum {r['peak_rss_mib']:.0f} MiB > --max-rss-mib {args.max_rss_mib:.0f}"

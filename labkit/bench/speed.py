@@ -59,12 +59,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from labkit.bench._common import parse_args, positive_int, write_json
+from labkit.bench._common import bench_parser, parse_args, positive_int, write_json
 from labkit.bench._numpy_ref import NumpyRankSGD
 from labkit.devices import resolve_device
 from labkit.optim.zo_ranksgd import ZORankSGD
 
 __all__ = ["main", "run_speed"]
+
+#: What ``--help`` says the benchmark does.
+_DESCRIPTION = (
+    "Wall time and peak memory of one ZO-RankSGD ask+tell, in both memory modes, against "
+    "a straightforward numpy implementation (on the CPU) and the floor: drawing the m·d "
+    "normal numbers once."
+)
 
 # Hyperparameters do not change the cost of a round; these just keep the iterate finite.
 _LR = 1e-3
@@ -446,51 +453,16 @@ def target_lines(result: dict[str, Any]) -> list[str]:
 
 # -- command line ---------------------------------------------------------------------------------
 def _parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Wall time and peak memory of one ZO-RankSGD ask+tell, in both memory modes, against "
-            "a straightforward numpy implementation (on the CPU) and the floor: drawing the m·d "
-            "normal numbers once."
-        ),
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"small subset: d in {list(_QUICK_DIMS)}, m in {list(_QUICK_MS)}, 3 repeats (seconds)",
-    )
-    p.add_argument(
-        "--dims",
-        type=positive_int,
-        nargs="+",
-        metavar="D",
-        help=f"dimensions (default {' '.join(f'{d:.0e}' for d in _FULL_DIMS)})",
-    )
-    p.add_argument(
-        "--ms",
-        type=positive_int,
-        nargs="+",
-        metavar="M",
-        help=f"candidates per round (default {' '.join(map(str, _FULL_MS))})",
-    )
-    p.add_argument(
-        "--repeats",
-        type=positive_int,
-        default=None,
-        help="timed rounds per measurement, after one warm-up (default 5; 3 with --quick)",
-    )
+    quick = f"small subset: d in {list(_QUICK_DIMS)}, m in {list(_QUICK_MS)}, 3 repeats (seconds)"
+    p = bench_parser(prog, _DESCRIPTION, quick=quick, loop=True, json_out=True)
     p.add_argument("--device", default="cpu", help="torch device of the optimizer (cpu, cuda)")
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        default=1,
-        help="torch intra-op threads (default 1: like for like, since NumPy and torch's CPU "
-        "normal generator are single-threaded, and on a busy machine a parallel region waits "
-        "for its slowest thread)",
-    )
+    dims = f"dimensions (default {' '.join(f'{d:.0e}' for d in _FULL_DIMS)})"
+    p.add_argument("--dims", type=positive_int, nargs="+", metavar="D", help=dims)
+    ms = f"candidates per round (default {' '.join(map(str, _FULL_MS))})"
+    p.add_argument("--ms", type=positive_int, nargs="+", metavar="M", help=ms)
+    repeats = "timed rounds per measurement, after one warm-up (default 5; 3 with --quick)"
+    p.add_argument("--repeats", type=positive_int, default=None, help=repeats)
     p.add_argument("--no-numpy", action="store_true", help="skip the numpy reference")
-    p.add_argument("--json", type=Path, metavar="OUT", help="write all figures to this JSON file")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     return p
 
 
@@ -518,7 +490,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench speed") ->
             repeats=repeats,
             device=args.device,
             numpy_ref=not args.no_numpy,
-            progress=not args.no_progress,
+            progress=args.progress,
         )
     finally:  # main may run inside a test session or a notebook
         torch.set_num_threads(threads_before)

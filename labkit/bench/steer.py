@@ -43,7 +43,7 @@ import csv
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from labkit.bench._common import limited_threads, parse_args, positive_int
+from labkit.bench._common import bench_parser, limited_threads, parse_args, pick, positive_int
+from labkit.bench._harness import Trace, progress_bar, write_traces
 from labkit.optim.base import RankOptimizer
 from labkit.ranking import Ranking
 
@@ -65,6 +66,12 @@ __all__ = [
     "run_steer",
     "summarize",
 ]
+
+#: What ``--help`` says the benchmark does.
+_DESCRIPTION = (
+    "Simulated people with a target in mind steer the apps' tasks; rounds to match what "
+    "30 rounds of resampling reach, and the best seen after 5/10/20/30 rounds."
+)
 
 M = 8
 ROUNDS = 30
@@ -338,8 +345,11 @@ DEFAULT_METHODS = ("resampling", "Algorithm 1", "line search", "CMA-ES", "defaul
 
 
 @dataclass
-class RunTrace:
+class RunTrace(Trace):
     """One run: ``best[r]`` is the best distance seen after ``r + 1`` rounds."""
+
+    #: One CSV row per run and round: the best seen so far (what :func:`read_csv` reads back).
+    CSV_FIELDS = ("task", "person", "method", "split", "target", "round", "best_seen")
 
     task: str
     person: str
@@ -347,7 +357,12 @@ class RunTrace:
     split: str
     target: int
     best: list[float] = field(default_factory=list)
-    seconds: float = 0.0
+
+    def csv_rows(self) -> Iterator[dict[str, Any]]:
+        run: dict[str, Any] = {"task": self.task, "person": self.person, "method": self.method}
+        run |= {"split": self.split, "target": self.target}
+        for r, b in enumerate(self.best, start=1):
+            yield {**run, "round": r, "best_seen": f"{b:.6g}"}
 
 
 def run_one(problem: Problem, person: Person, method: str, rounds: int, seed: int) -> list[float]:
@@ -394,10 +409,8 @@ def run_steer(
             ids = digits.targets(split, targets) if digits and t.startswith("digits") else None
             for n in range(first, targets):
                 grid.append((t, spec, n, ids[n] if ids else n))
-    from tqdm.auto import tqdm
-
     traces = []
-    for t, spec, n, target in tqdm(grid, desc="targets", disable=not progress, file=sys.stderr):
+    for t, spec, n, target in progress_bar(grid, "targets", enabled=progress):
         if t.startswith("digits"):
             assert digits is not None
             problem = digits.problem(t, split, target, spec.perception, n)
@@ -411,9 +424,8 @@ def run_steer(
             person = Person(spec, problem.distance, scale=problem.scale, seed=n)
             t0 = time.perf_counter()
             curve = run_one(problem, person, method, rounds, seed=n)
-            traces.append(
-                RunTrace(t, spec.name, method, split, target, curve, time.perf_counter() - t0)
-            )
+            seconds = time.perf_counter() - t0
+            traces.append(RunTrace(t, spec.name, method, split, target, curve, seconds=seconds))
     return traces
 
 
@@ -503,18 +515,8 @@ def markdown_table(summaries: Sequence[Summary]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(traces: Sequence[RunTrace], path: Path) -> None:
-    """One row per run and round: the best seen so far."""
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["task", "person", "method", "split", "target", "round", "best_seen"])
-        for tr in traces:
-            for r, b in enumerate(tr.best, start=1):
-                w.writerow([tr.task, tr.person, tr.method, tr.split, tr.target, r, f"{b:.6g}"])
-
-
 def read_csv(path: Path) -> list[RunTrace]:
-    """The runs of a ``runs.csv`` written by :func:`write_csv`."""
+    """The runs of a ``runs.csv`` that :func:`main` wrote (``RunTrace.csv_rows``)."""
     runs: dict[tuple[str, str, str, str, int], RunTrace] = {}
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
@@ -568,44 +570,21 @@ def plot_curves(traces: Sequence[RunTrace], path: Path) -> None:
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Simulated people with a target in mind steer the apps' tasks; rounds to match what "
-            "30 rounds of resampling reach, and the best seen after 5/10/20/30 rounds."
-        ),
-    )
+    p = bench_parser(prog, _DESCRIPTION, loop=True, out=True)
     p.add_argument("--tasks", nargs="+", choices=TASKS, default=["digits"])
     p.add_argument("--people", nargs="+", choices=sorted(PEOPLE), default=["pl"])
+    methods = "resampling always runs (it is the reference)"
     p.add_argument(
-        "--methods",
-        nargs="+",
-        choices=sorted(METHODS),
-        default=list(DEFAULT_METHODS),
-        help="resampling always runs (it is the reference)",
+        "--methods", nargs="+", choices=sorted(METHODS), default=list(DEFAULT_METHODS), help=methods
     )
-    p.add_argument(
-        "--split",
-        choices=("train", "test"),
-        default="test",
-        help="targets for tuning (train) or for reporting (test, the default)",
-    )
+    split = "targets for tuning (train) or for reporting (test, the default)"
+    p.add_argument("--split", choices=("train", "test"), default="test", help=split)
     p.add_argument("--targets", type=positive_int, default=30, help="targets per task (30)")
     p.add_argument("--rounds", type=positive_int, default=ROUNDS, help="rounds per run (30)")
-    p.add_argument(
-        "--first", type=int, default=0, help="skip the targets before this one (split a run)"
-    )
-    p.add_argument(
-        "--from-csv",
-        nargs="+",
-        type=Path,
-        default=None,
-        metavar="CSV",
-        help="no runs: tabulate (and plot, with --out) the runs.csv files given",
-    )
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (1)")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="runs.csv, curves.png")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    first = "skip the targets before this one (split a run)"
+    p.add_argument("--first", type=int, default=0, help=first)
+    tabulate = "no runs: tabulate (and plot, with --out) the runs.csv files given"
+    p.add_argument("--from-csv", nargs="+", type=Path, metavar="CSV", help=tabulate)
     return p
 
 
@@ -621,16 +600,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench steer") ->
         return 0
     t0 = time.perf_counter()
     with limited_threads(args.threads):
-        traces = run_steer(
-            tasks=args.tasks,
-            people=args.people,
-            methods=args.methods,
-            split=args.split,
-            targets=args.targets,
-            rounds=args.rounds,
-            progress=not args.no_progress,
-            first=args.first,
-        )
+        options = ("tasks", "people", "methods", "split", "targets", "rounds", "progress", "first")
+        traces = run_steer(**pick(args, *options))
     print(
         f"# labkit bench steer: {args.split} targets ({args.targets} per task), m = {M}, "
         f"{args.rounds} rounds ({time.perf_counter() - t0:.0f} s)"
@@ -639,7 +610,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "labkit bench steer") ->
     print(markdown_table(summarize(traces)))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        write_csv(traces, args.out / "runs.csv")
+        write_traces(RunTrace, traces, args.out / "runs.csv")
         plot_curves(traces, args.out / "curves.png")
         print(f"\nwrote {args.out / 'runs.csv'} and {args.out / 'curves.png'}")
     return 0

@@ -208,12 +208,12 @@ def test_functions_main_tiny_run_writes_files_and_ranksgd_beats_prior(tmp_path: 
 
 
 def test_run_one_counts_queries_per_round_including_line_search_rounds() -> None:
-    ls = next(mt for mt in functions.METHODS if mt.line_search)
+    ls = next(mt for mt in functions.METHODS.values() if mt.line_search)
     trace = functions.run_one(ls, "sphere", 10, 0, budget=8 + 6 + 8 + 6 + 5)
     # gradient round (m = 8 rows), line-search round (n + 2 = 6 rows), ...; 5 left: no round.
     assert trace.queries == [0, 8, 14, 22, 28]
     assert trace.values[1] == trace.values[0]  # a gradient round does not move x
-    noisy = functions.run_one(functions.METHODS[1], "sphere-noisy", 10, 0, budget=80)
+    noisy = functions.run_one(functions.METHODS["ZO-RankSGD m=8"], "sphere-noisy", 10, 0, budget=80)
     assert noisy.queries[-1] == 80 and noisy.final < noisy.f0
 
 

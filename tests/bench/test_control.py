@@ -20,7 +20,7 @@ from labkit.bench.control import (
 
 
 def test_every_method_spends_at_most_the_budget_and_is_reproducible() -> None:
-    for method in METHODS:
+    for method in METHODS.values():
         trace = run_one("CartPole", method, 0, budget=32, horizon=30)
         assert trace.episodes[0] == 0
         assert 0 < trace.episodes[-1] <= 32

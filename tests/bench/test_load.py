@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from labkit.bench import load
+from labkit.bench._common import CHROMIUM
 from labkit.roundlog import RoundLog
 
 
@@ -40,8 +41,8 @@ def test_check_log_finds_lost_and_mixed_rankings(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_small_crowd_ranks_apart_within_a_memory_bound_and_is_culled(tmp_path: Path) -> None:
     pytest.importorskip("playwright.async_api", reason="needs playwright (python)")
-    if not Path(load.CHROMIUM).exists():
-        pytest.skip(f"needs Debian's chromium at {load.CHROMIUM}")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"needs Debian's chromium at {CHROMIUM}")
     # --cull-after 30: shorter, and a loaded machine's page may still be loading when its kernel
     # counts as idle. In a process of its own: the benchmark runs its own asyncio loop, which
     # cannot start inside one a browser test of this session may already run (Playwright's).

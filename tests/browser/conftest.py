@@ -5,7 +5,8 @@ fresh HOME, Jupyter runtime/config dirs and JupyterLab settings/workspaces dirs 
 temporary folder, so nothing from an earlier run (an open tab, a saved layout) can match a
 selector. At teardown, even after a failure, the server gets SIGTERM (it shuts its kernels down),
 then SIGKILL for the whole group and for every process that descended from it (kernels run in
-process groups of their own), each by its id.
+process groups of their own), each by its id. Starting and stopping is
+:mod:`labkit.bench._server`'s, the same the latency, load and crowd benchmarks use.
 
 ``labkit app`` is started through :func:`running_app`, which waits for the tokened link the command
 prints on a line of its own once its server answers (:func:`labkit.app.printed_link`) and hands it
@@ -20,9 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,8 +29,12 @@ from typing import Any
 
 import pytest
 
-from labkit.app import printed_link
-from labkit.bench._common import descendants
+from labkit.bench._server import (
+    ServerError,
+    ServerProcess,
+    free_port,  # noqa: F401 - re-exported to the tests
+)
+from labkit.bench._server import running_server as _running
 from tests.conftest import CHROMIUM, CHROMIUM_FLAGS  # noqa: F401 - re-exported to the tests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,109 +46,9 @@ SERVER_START_S = 90.0
 KERNEL_RUN_S = 180.0
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A server process (JupyterLab or Voilà) started for one test and always stopped after.
-
-    Args:
-        argv: the command line.
-        port: where it will listen on 127.0.0.1.
-        env: its environment.
-        cwd: its working directory.
-        log_path: where its stdout and stderr go (read back into a failure message).
-    """
-
-    def __init__(
-        self,
-        argv: Sequence[str],
-        *,
-        port: int,
-        env: Mapping[str, str],
-        cwd: Path,
-        log_path: Path,
-    ) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        #: The tokened link ``labkit app`` printed (set by :meth:`wait_for_link`).
-        self.link = ""
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            list(argv),
-            env=dict(env),
-            cwd=cwd,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, killed as one at teardown
-        )
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def wait_listening(self, timeout: float = SERVER_START_S) -> None:
-        """Return once the port accepts connections; fail with the server's log otherwise.
-
-        Only a TCP connect, no HTTP request: a GET of Voilà's page would start a kernel.
-        """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"the server exited with {self.proc.returncode} before listening:\n"
-                    f"{self.log_tail()}"
-                )
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=1.0),
-            ):
-                return
-            time.sleep(0.25)
-        pytest.fail(f"no server listening on {self.url} after {timeout:.0f}s:\n{self.log_tail()}")
-
-    def wait_for_link(self, timeout: float = SERVER_START_S) -> str:
-        """The tokened link ``labkit app`` prints once its server answers; fail with the log
-        if the command exits first or prints none within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            link = printed_link(self.log_tail(chars=1_000_000))
-            if link is not None:
-                self.link = link
-                return link
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"labkit app exited with {self.proc.returncode} before printing its link:\n"
-                    f"{self.log_tail()}"
-                )
-            time.sleep(0.25)
-        pytest.fail(f"labkit app printed no link after {timeout:.0f}s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """SIGTERM (kernels are shut down), then SIGKILL for the group and every descendant."""
-        below = descendants(self.proc.pid)
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.wait(timeout=10)
-        for pid in below + descendants(self.proc.pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        self._log.close()
+#: A server started for a test (:class:`labkit.bench._server.ServerProcess`, which the benchmarks
+#: use too): ``url``, ``link`` (``labkit app``'s tokened link), ``log_tail()``, ``proc``.
+Server = ServerProcess
 
 
 def server_env(root: Path, *, db: Path) -> dict[str, str]:
@@ -185,16 +87,20 @@ def running_server(
     env: Mapping[str, str],
     cwd: Path,
     log_path: Path,
-    wait: Callable[[Server], object] = Server.wait_listening,
+    wait: Callable[[Server], object] | None = None,
 ) -> Iterator[Server]:
     """Start a server, ``wait`` until it is up (default: it listens), yield it, and stop it
-    whatever happened."""
-    server = Server(argv, port=port, env=env, cwd=cwd, log_path=log_path)
-    try:
-        wait(server)
+    whatever happened; a server that exits or does not come up fails the test with its log."""
+    up = wait or (lambda server: server.wait_listening(SERVER_START_S))
+
+    def wait_or_fail(server: Server) -> None:
+        try:
+            up(server)
+        except ServerError as exc:
+            pytest.fail(str(exc))
+
+    with _running(argv, port=port, log=log_path, wait=wait_or_fail, env=env, cwd=cwd) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def running_app(
@@ -202,9 +108,11 @@ def running_app(
 ) -> contextlib.AbstractContextManager[Server]:
     """Start ``labkit app ... --port=port``, wait for the link it prints (``server.link``),
     yield the server, and stop it whatever happened."""
-    return running_server(
-        argv, port=port, env=env, cwd=cwd, log_path=log_path, wait=Server.wait_for_link
-    )
+
+    def printed(server: Server) -> object:
+        return server.wait_for_link(SERVER_START_S)
+
+    return running_server(argv, port=port, env=env, cwd=cwd, log_path=log_path, wait=printed)
 
 
 def jupyter_bin(name: str) -> str:
