@@ -135,7 +135,6 @@ class PreferenceThompson(RankOptimizer):
         self._cov = torch.eye(self.d, dtype=torch.float64) / self.prior  # Σ
         self._deltas = torch.zeros(0, self.d, dtype=torch.float64)  # Δ_e, one row per edge
         self._ages = torch.zeros(0, dtype=torch.float64)  # rounds since each edge was told
-        self._round_seed: int | None = None
         self._rows: torch.Tensor | None = None  # the pending round, float64 on the CPU
         self.last_step: float = 0.0  # ‖x_new − x‖ of the last move (0: the incumbent won)
 
@@ -149,10 +148,6 @@ class PreferenceThompson(RankOptimizer):
     def incumbent_index(self) -> int:
         """Row 0 of every round is the incumbent."""
         return 0
-
-    @property
-    def round_seed(self) -> int | None:
-        return self._round_seed
 
     @property
     def round_kind(self) -> str:
@@ -178,9 +173,7 @@ class PreferenceThompson(RankOptimizer):
 
     # -- ask / tell ---------------------------------------------------------------------------
     def _ask(self) -> torch.Tensor:
-        if self._round_seed is None:
-            self._round_seed = self._draw_round_seed()
-        g = torch.Generator(device="cpu").manual_seed(self._round_seed)
+        g = torch.Generator(device="cpu").manual_seed(self._pending_round_seed())
         eps = torch.randn(self.m - 1, self.d, generator=g, dtype=torch.float64)
         # w̃ = ŵ + κ L ε with Σ = L Lᵀ: Thompson samples of the posterior, widened by κ.
         L = torch.linalg.cholesky(self._cov)
@@ -258,19 +251,13 @@ class PreferenceThompson(RankOptimizer):
     def state_dict(self) -> dict[str, Any]:
         """The incumbent, every comparison, the posterior, the generator and the round."""
         return {
-            "algorithm": "PreferenceThompson",
-            "shape": tuple(self.shape),
-            "m": self.m,
-            "config": self._config(),
+            **self._state_head(self.shape, self.m, self._config()),
             "x": self._x.clone(),
             "w": self._w.clone(),
             "cov": self._cov.clone(),
             "deltas": self._deltas.clone(),
             "ages": self._ages.clone(),
             "radius": self._radius,
-            "generator": self._rng.get_state(),
-            "rounds": self.rounds,
-            "round_seed": self._round_seed,
             "last_step": self.last_step,
             "pending": self.pending,
         }
@@ -278,16 +265,13 @@ class PreferenceThompson(RankOptimizer):
     @atomic_load
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore ``state_dict()`` output; the config must match this optimizer's."""
-        self._check_state_fits(state, self.shape, self.m, self._config())
+        self._load_state_head(state, self.shape, self.m, self._config())
         self._x = state["x"].to("cpu", torch.float64).clone()
         self._w = state["w"].to("cpu", torch.float64).clone()
         self._cov = state["cov"].to("cpu", torch.float64).clone()
         self._deltas = state["deltas"].to("cpu", torch.float64).clone()
         self._ages = state["ages"].to("cpu", torch.float64).clone()
         self._radius = float(state["radius"])
-        self._rng.set_state(state["generator"])
-        self.rounds = int(state["rounds"])
-        self._round_seed = state["round_seed"]
         self.last_step = float(state["last_step"])
         self._rows = None
         self._pending = self._ask() if state["pending"] else None
