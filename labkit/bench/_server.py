@@ -155,6 +155,22 @@ class ServerProcess:
         for pid in below + descendants(self.proc.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        _wait_gone(below)
+
+
+def _wait_gone(pids: Sequence[int], timeout: float = 10.0) -> None:
+    """Wait until each of ``pids`` has exited: a SIGKILL is delivered, not yet acted on, when
+    ``kill`` returns. A zombie counts as gone (it holds no memory and no port; only its parent,
+    which may be a container's init that never reaps, can remove it)."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.02)
 
 
 @contextlib.contextmanager
