@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from labkit._crowd_server import CrowdServer, build_crowd
+from labkit.bench.crowd import rater_request
 from labkit.consensus import RaterWeights
 from labkit.crowd import AlreadyRanked, CrowdSession, recompute
 from labkit.defaults import make_optimizer
@@ -340,21 +341,13 @@ def test_a_logged_vote_is_taken_even_when_closing_the_round_fails(
 def _request(
     server: Any, path: str, body: Any = None, *, rater: str = "ada", token: str | None = None
 ) -> tuple[int, Any]:
-    request = urllib.request.Request(
+    status, data = rater_request(
         server.url + path,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={
-            "Authorization": f"token {server.token if token is None else token}",
-            "Cookie": f"labkit_rater={rater}",
-            "Content-Type": "application/json",
-        },
+        token=server.token if token is None else token,
+        rater=rater,
+        body=body,
+        timeout=30,
     )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            data = reply.read()
-            status = reply.status
-    except urllib.error.HTTPError as err:
-        data, status = err.read(), err.code
     try:
         return status, json.loads(data)
     except ValueError:

@@ -54,6 +54,28 @@ def rss_mib(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
+def rater_request(
+    url: str, *, token: str, rater: str, body: Any = None, timeout: float = 60.0
+) -> tuple[int, bytes]:
+    """One request of a rater to the crowd server's API, as its page makes it: the token, the
+    rater's cookie, and ``body`` (if any) as a JSON POST. Returns the status and the raw reply;
+    an HTTP error is a status, not an exception."""
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Authorization": f"token {token}",
+            "Cookie": f"labkit_rater={rater}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return int(reply.status), reply.read()
+    except urllib.error.HTTPError as err:
+        return int(err.code), err.read()
+
+
 @dataclass
 class Rater:
     """One simulated rater: what it submitted (round -> ranking) and when it was acknowledged."""
@@ -71,20 +93,9 @@ class Rater:
 
     def _request(self, path: str, body: Any = None, timeout: float = 60.0) -> tuple[int, bytes]:
         base = self.link.partition("?token=")[0]
-        request = urllib.request.Request(
-            base + path,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={
-                "Authorization": f"token {self.token}",
-                "Cookie": f"labkit_rater={self.name}",
-                "Content-Type": "application/json",
-            },
+        return rater_request(
+            base + path, token=self.token, rater=self.name, body=body, timeout=timeout
         )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as reply:
-                return int(reply.status), reply.read()
-        except urllib.error.HTTPError as err:
-            return int(err.code), err.read()
 
     def run(self, go: threading.Event) -> None:
         rng = random.Random(self.seed)
