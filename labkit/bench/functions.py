@@ -190,6 +190,11 @@ class RunTrace(Trace):
     def rounds(self) -> int:
         return len(self.values) - 1
 
+    def curve(self, grid: Sequence[float]) -> list[float]:
+        """f/f0 after the last round that ended at or before each query count of ``grid``
+        (ascending): runs whose rounds differ in size, on one grid for a median over seeds."""
+        return step_values(self.queries, [v / self.f0 for v in self.values], grid)
+
     def to_target(self, fraction: float = TARGET_FRACTION) -> tuple[int, int] | None:
         """(queries, rounds) when f first reached ``fraction · f(x0)``; ``None`` if never."""
         target = fraction * self.f0
@@ -396,11 +401,6 @@ def markdown_tables(summaries: Sequence[Summary]) -> str:
     return "\n".join(lines)
 
 
-def _curve(trace: RunTrace, grid: Sequence[float]) -> list[float]:
-    """f/f0 after the last round that ended at or before each query count of ``grid``."""
-    return step_values(trace.queries, [v / trace.f0 for v in trace.values], grid)
-
-
 def plot(traces: Sequence[RunTrace], out_dir: Path) -> list[Path]:
     """One PNG per problem: median f/f0 over seeds against queries, a panel per d."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -422,7 +422,7 @@ def plot(traces: Sequence[RunTrace], out_dir: Path) -> list[Path]:
                 runs = [t for t in ts if t.d == d and t.method == method]
                 if not runs:
                     continue
-                curves = [_curve(t, grid) for t in runs]
+                curves = [t.curve(grid) for t in runs]
                 med = [statistics.median(c[i] for c in curves) for i in range(len(grid))]
                 style = "--" if "ZO-RankSGD" not in method else "-"
                 ax.plot(
