@@ -40,7 +40,7 @@ import torch
 
 from labkit.bench import steer
 from labkit.defaults import task_scale
-from labkit.optim.preference import PreferenceThompson
+from labkit.optim.preference import PreferenceThompson, laplace_fit
 from labkit.ranking import Ranking, Ties, graph_edges
 
 
@@ -152,18 +152,9 @@ class Variant(PreferenceThompson):
     def _fit_images(self) -> None:
         D = self._img_deltas
         assert D is not None
-        w = getattr(self, "_img_w", torch.zeros(D.shape[1], dtype=torch.float64))
-        for _ in range(20):  # Newton to the Laplace mode, as PreferenceThompson._fit (λ = 1)
-            s = torch.sigmoid(D @ w)
-            H = (D.T * (s * (1 - s))) @ D
-            H.diagonal().add_(1.0)
-            L = torch.linalg.cholesky(H)
-            step = torch.cholesky_solve((w - D.T @ (1 - s))[:, None], L)[:, 0]
-            w = w - step
-            if float(step.norm()) < 1e-6 * (1 + float(w.norm())):
-                break
-        self._img_w, cov = w, torch.cholesky_inverse(L)
-        self._img_cov = 0.5 * (cov + cov.T)
+        w0 = getattr(self, "_img_w", torch.zeros(D.shape[1], dtype=torch.float64))
+        ones = torch.ones(D.shape[0], dtype=torch.float64)  # every comparison counts alike, λ = 1
+        self._img_w, self._img_cov = laplace_fit(D, ones, 1.0, w0)
 
     # -- ask / tell ----------------------------------------------------------------------------
     def _ask(self) -> torch.Tensor:

@@ -66,6 +66,32 @@ _NEWTON_TOL = 1e-6
 Geometry = Literal["sphere", "local"]
 
 
+def laplace_fit(
+    D: torch.Tensor, omega: torch.Tensor, prior: float, w0: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Laplace approximation of a Bradley–Terry posterior: Newton steps from ``w0`` to the mode
+    ŵ of λ/2 ‖w‖² + Σ_e ω_e log(1 + exp(−Δ_eᵀ w)), then Σ = H⁻¹; returns (ŵ, Σ).
+
+    ``D`` holds the feature differences Δ_e (n × k, n ≥ 1), ``omega`` their weights ω_e, ``prior``
+    is λ. Newton from the last mode converges in 2–4 steps (one round adds few comparisons); the
+    Cholesky factor of the last Hessian solves each step and, once the step is negligible
+    (≤ 1e-6·‖ŵ‖), gives Σ without another k×k build.
+    """
+    w = w0.clone()
+    for _ in range(_NEWTON_STEPS):
+        s = torch.sigmoid(D @ w)
+        grad = prior * w - D.T @ (omega * (1.0 - s))
+        H = (D.T * (omega * s * (1.0 - s))) @ D
+        H.diagonal().add_(prior)  # H = λI + Σ_e ω_e s_e(1 − s_e) Δ_e Δ_eᵀ
+        L = torch.linalg.cholesky(H)  # H is positive definite: λI plus a Gram matrix
+        step = torch.cholesky_solve(grad.unsqueeze(1), L).squeeze(1)
+        w = w - step
+        if float(step.norm()) <= _NEWTON_TOL * (1.0 + float(w.norm())):
+            break
+    cov = torch.cholesky_inverse(L)
+    return w, 0.5 * (cov + cov.T)  # exactly symmetric for the next round's Cholesky
+
+
 class PreferenceThompson(RankOptimizer):
     """Rounds drawn from a Bradley–Terry model of every ranking so far (see the module docstring).
 
@@ -205,32 +231,14 @@ class PreferenceThompson(RankOptimizer):
         self._rows = None
 
     def _fit(self) -> None:
-        """Laplace approximation of the posterior: Newton steps to ŵ, then Σ = H⁻¹.
-
-        Newton from the last mode converges in 2–4 steps (one round adds few comparisons); the
-        Cholesky factor of the last Hessian solves each step and, once the step is negligible
-        (≤ 1e-6·‖ŵ‖), gives Σ without another d×d build.
-        """
+        """The posterior of every comparison so far (:func:`laplace_fit`), from the last mode."""
         D = self._deltas
         if D.shape[0] == 0:
             self._w.zero_()
             self._cov = torch.eye(self.d, dtype=torch.float64) / self.prior
             return
         omega = self.forget**self._ages  # ω_e = γ^age
-        w = self._w.clone()
-        for _ in range(_NEWTON_STEPS):
-            s = torch.sigmoid(D @ w)
-            grad = self.prior * w - D.T @ (omega * (1.0 - s))
-            H = (D.T * (omega * s * (1.0 - s))) @ D
-            H.diagonal().add_(self.prior)  # H = λI + Σ_e ω_e s_e(1 − s_e) Δ_e Δ_eᵀ
-            L = torch.linalg.cholesky(H)  # H is positive definite: λI plus a Gram matrix
-            step = torch.cholesky_solve(grad.unsqueeze(1), L).squeeze(1)
-            w = w - step
-            if float(step.norm()) <= _NEWTON_TOL * (1.0 + float(w.norm())):
-                break
-        self._w = w
-        cov = torch.cholesky_inverse(L)
-        self._cov = 0.5 * (cov + cov.T)  # exactly symmetric for the next round's Cholesky
+        self._w, self._cov = laplace_fit(D, omega, self.prior, self._w)
 
     # -- state --------------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
