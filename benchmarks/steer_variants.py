@@ -72,6 +72,9 @@ def _dct_rows(shape: tuple[int, ...]) -> torch.Tensor:
     return T[torch.arange(c * h * w).view(c, h * w).T.reshape(-1)]  # channels interleaved
 
 
+_BANKS: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 class Variant(PreferenceThompson):
     """PreferenceThompson with the options of the module docstring."""
 
@@ -87,6 +90,9 @@ class Variant(PreferenceThompson):
         band: int = 0,
         image_pool: int = 0,
         image_explore: float = 0.3,
+        bank: int = 0,
+        bank_rows: int = 7,
+        bank_schedule: Sequence[float] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(x0, **options)
@@ -94,6 +100,9 @@ class Variant(PreferenceThompson):
         self.first_pool = int(first_pool or image_pool)
         self.image_pool, self.image_explore = int(image_pool), image_explore
         self.band = int(band)
+        self.bank, self.bank_rows = int(bank), int(bank_rows)
+        self.bank_schedule = bank_schedule
+        self._shown: set[int] = set()
         if self.band:
             self._T = _dct_rows(self.shape)
             self._w = torch.zeros(self.band, dtype=torch.float64)
@@ -156,11 +165,50 @@ class Variant(PreferenceThompson):
         ones = torch.ones(D.shape[0], dtype=torch.float64)  # every comparison counts alike, λ = 1
         self._img_w, self._img_cov = laplace_fit(D, ones, 1.0, w0)
 
+    def _bank(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fixed bank of prior samples on the sphere and their image features (cached)."""
+        key = (self.bank, self.shape)
+        if key not in _BANKS:
+            g = torch.Generator().manual_seed(424242)
+            Z = self._prior_samples(self.bank, g)
+            F = torch.cat([self._image_features(c) for c in Z.split(256)])
+            _BANKS[key] = (Z, F)
+        return _BANKS[key]
+
+    def _bank_rows(self, n: int, g: torch.Generator) -> torch.Tensor:
+        Z, F = self._bank()
+        if self._img_deltas is None or not len(self._img_deltas):
+            Fx = self._image_features(self._x[None])[0]
+            idx = _farthest(F, Fx, n)
+        else:
+            eps = torch.randn(n, F.shape[1], generator=g, dtype=torch.float64)
+            L = torch.linalg.cholesky(self._img_cov)
+            U = F @ (self._img_w + self.image_explore * (eps @ L.T)).T
+            if self._shown:
+                U[torch.tensor(sorted(self._shown))] = -math.inf
+            idx = []
+            for i in range(n):
+                u = U[:, i].clone()
+                if idx:
+                    u[torch.tensor(idx)] = -math.inf
+                idx.append(int(u.argmax()))
+        self._shown.update(idx)
+        return Z[torch.tensor(idx)]
+
     # -- ask / tell ----------------------------------------------------------------------------
     def _ask(self) -> torch.Tensor:
         g = torch.Generator(device="cpu").manual_seed(self._pending_round_seed())
         n = self.m - 1
-        if self.rounds == 0 and self.first_pool:
+        if self.bank:
+            nb = n if self.rounds == 0 else min(n, self.bank_rows)
+            if self.bank_schedule is not None:
+                sch = list(self.bank_schedule)
+                nb = int(sch[self.rounds]) if self.rounds < len(sch) else 0
+            parts = [self._bank_rows(nb, g)] if nb else []
+            if n > nb:
+                parts.append(self._thompson(n - nb, g))
+            P = torch.cat(parts)
+        elif self.rounds == 0 and self.first_pool:
             pool = self._prior_samples(self.first_pool, g)
             F = self._image_features(torch.cat([self._x[None], pool]))
             P = pool[torch.tensor(_farthest(F[1:], F[0], n))]
@@ -186,7 +234,7 @@ class Variant(PreferenceThompson):
         return self._rows.to(self.device, self.dtype).view(self.m, *self.shape)
 
     def _tell(self, ranking: Ranking, ties: Ties) -> None:
-        if self.image_pool:
+        if self.image_pool or self.bank:
             assert self._rows is not None
             edges = graph_edges(self.m, ranking, ties)
             if edges:
@@ -198,6 +246,9 @@ class Variant(PreferenceThompson):
         super()._tell(ranking, ties)
 
 
+_INTEGER_OPTIONS = ("bank", "bank_rows", "image_pool", "first_pool", "band")
+
+
 def _options(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in text.split(","):
@@ -207,7 +258,7 @@ def _options(text: str) -> dict[str, Any]:
         elif value in ("True", "False"):
             out[key] = value == "True"
         else:
-            out[key] = float(value)
+            out[key] = int(value) if key in _INTEGER_OPTIONS else float(value)
     return out
 
 
@@ -220,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     names = []
     for entry in args.grid:
+        if entry == "default":  # labkit.make_optimizer, as the app and `labkit bench steer` use it
+            names.append(entry)
+            continue
         options = {"prior": 0.3, "explore": 0.15, **_options(entry)}
 
         def build(prob: steer.Problem, seed: int, o: dict[str, Any] = options) -> Variant:
