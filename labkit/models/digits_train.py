@@ -479,9 +479,16 @@ def _profile(*, steps_list: Sequence[int], image_px: int, repeats: int, threads:
 def _train_and_print(**options: Any) -> None:
     """``train``, then its summary as JSON on stdout (the ``train`` command)."""
     print(json.dumps(train(**options), indent=2))
+    if options.get("out") is None:  # the packaged weights changed: their bank no longer fits
+        print(
+            "the sample bank was rendered by the old weights and is no longer used; render it "
+            "again with: python -m labkit.models.digits bank",
+            file=sys.stderr,
+        )
 
 
 def _bank_and_print(**options: Any) -> None:
+    """``build_bank``, then the file it wrote (the ``bank`` command)."""
     print(f"wrote {build_bank(**options)}")
 
 
