@@ -24,7 +24,13 @@ A grid entry is ``name=value`` pairs (``a/b/c`` for a per-row list). Options:
 * ``image_pool=P,image_explore=κ_img``: a second Bradley–Terry model over the shown *images*
   (16×16, centred and normalized) picks each row from a pool of P latents (a quarter fresh prior
   samples, the rest the latent model's Thompson points) by its own Thompson sample; round 1 as
-  ``first_pool``. It renders P extra latents a round, which the app cannot afford as it is.
+  ``first_pool``. It renders P extra latents a round, which the app cannot afford as it is;
+* ``bank=N``: a fixed bank of N prior samples rendered once (cached per process); round 1 shows
+  the 7 that look most unlike x0 and each other, later rounds ``bank_rows`` rows picked from the
+  bank by the image model's Thompson samples, the rest the latent model's; ``bank_schedule=a/b/c``
+  gives the bank rows of each round (none after the list). ``bank=4096,bank_schedule=7/7/7`` is
+  what the default adopted (``PreferenceThompson(bank=...)`` with the shipped bank); ``default``
+  as a grid entry runs ``labkit.make_optimizer`` itself.
 """
 
 from __future__ import annotations
