@@ -28,9 +28,10 @@ A grid entry is ``name=value`` pairs (``a/b/c`` for a per-row list). Options:
 * ``bank=N``: a fixed bank of N prior samples rendered once (cached per process); round 1 shows
   the 7 that look most unlike x0 and each other, later rounds ``bank_rows`` rows picked from the
   bank by the image model's Thompson samples, the rest the latent model's; ``bank_schedule=a/b/c``
-  gives the bank rows of each round (none after the list). ``bank=4096,bank_schedule=7/7/7`` is
-  what the default adopted (``PreferenceThompson(bank=...)`` with the shipped bank); ``default``
-  as a grid entry runs ``labkit.make_optimizer`` itself.
+  gives the bank rows of each round (none after the list). ``bank=4096,bank_schedule=7/7/7`` was
+  tried as the default with a shipped bank and measured on held-out targets; it was not kept
+  (docs/benchmarks.md, "Toward ≤ 0.1×"). ``default`` as a grid entry runs
+  ``labkit.make_optimizer`` itself.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ docs/benchmarks.md ("Steering: rounds a person needs").
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -60,9 +59,7 @@ def make_optimizer(task: Any, x0: Any, *, m: int = 8, seed: int | None = None) -
     * latents of the digits model or a diffusers pipeline (d ≤ 4096), with or without a class
       offset: :class:`~labkit.optim.PreferenceThompson` on the prior's sphere — every ranking so
       far shapes each round, the incumbent leads every round (so "none of these is better" is an
-      answer, and it is used, as are ties). The digits app's unconditional rounds also get the
-      model's shipped sample bank (:mod:`labkit.models.digits_bank`) for their first
-      :data:`BANK_ROUNDS` rounds: the person searches 4096 rendered samples by how they look;
+      answer, and it is used, as are ties);
     * a point on a map (``FunctionTask``): ZO-RankSGD with the paper's line-search rounds
       (lr = 8·s, μ = s, 6 step sizes), which needed the fewest rounds there;
     * a policy (``ControlTask``): CMA-ES told the ranks (σ = s), likewise;
@@ -83,28 +80,8 @@ def make_optimizer(task: Any, x0: Any, *, m: int = 8, seed: int | None = None) -
     s = task_scale(task)
     kind = type(task).__name__
     if kind in ("DigitsTask", "PipelineTask") and start.numel() <= MAX_DIM:
-        bank = None
-        if kind == "DigitsTask":
-            from labkit.models.digits_bank import bank_for
-
-            bank = bank_for(task)
-        options: dict[str, Any] = {}
-        if bank is not None:
-            options = {
-                "bank": bank,
-                "features": functools.partial(_image_features, task),
-                "bank_rounds": BANK_ROUNDS,
-                "bank_explore": BANK_EXPLORE,
-            }
         return PreferenceThompson(
-            start,
-            m=m_int,
-            scale=s,
-            geometry="sphere",
-            prior=PRIOR,
-            explore=EXPLORE,
-            seed=seed,
-            **options,
+            start, m=m_int, scale=s, geometry="sphere", prior=PRIOR, explore=EXPLORE, seed=seed
         )
     if kind == "FunctionTask":
         return ZORankSGD(start, lr=8.0 * s, mu=s, m=m_int, line_search=6, seed=seed)
@@ -113,16 +90,6 @@ def make_optimizer(task: Any, x0: Any, *, m: int = 8, seed: int | None = None) -
     return ZORankSGD(start, lr=8.0 * s, mu=s, m=m_int, line_search=6, seed=seed)
 
 
-def _image_features(task: Any, X: Any) -> Any:
-    """φ_img of candidates: what the bank's image model compares (labkit.optim.bank)."""
-    from labkit.optim.bank import image_features
-
-    return image_features(task.images(X))
-
-
 #: PreferenceThompson's λ and κ for latents (tuned on the train split, benchmarks/tune_steer.py).
 PRIOR = 0.3
 EXPLORE = 0.15
-#: Bank rounds and the image model's κ_img (tuned on the train split, benchmarks/steer_variants.py).
-BANK_ROUNDS = 3
-BANK_EXPLORE = 0.3

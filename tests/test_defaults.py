@@ -20,7 +20,7 @@ class _Latents:
 def test_latents_get_the_preference_model_on_the_prior_sphere() -> None:
     from labkit.tasks.diffusion import DigitsTask
 
-    task = DigitsTask(3, classifier=object())  # conditioned: no bank (the next test)
+    task = DigitsTask(3, condition=None, classifier=object())
     opt = labkit.make_optimizer(task, task.x0(seed=0), seed=4)
     assert isinstance(opt, PreferenceThompson)
     assert opt.geometry == "sphere" and opt.scale == 1.0 and opt.m == 8 and opt.seed == 4
@@ -29,23 +29,6 @@ def test_latents_get_the_preference_model_on_the_prior_sphere() -> None:
     assert torch.equal(X[0], task.x0(seed=0))  # the start leads the first round
     # The 7 samples lie on the prior's shell: ‖z‖ = scale·√256 = 16.
     assert torch.allclose(X[1:].flatten(1).norm(dim=1), torch.full((7,), 16.0))
-
-
-def test_the_digits_apps_unconditional_rounds_start_from_the_shipped_bank() -> None:
-    from labkit.defaults import BANK_ROUNDS
-    from labkit.tasks.diffusion import DigitsTask
-
-    task = DigitsTask(0, condition=None, classifier=object())
-    opt = labkit.make_optimizer(task, task.x0(seed=2), seed=1)
-    assert isinstance(opt, PreferenceThompson) and opt.bank is not None
-    assert opt.bank_rounds == BANK_ROUNDS
-    bank = opt.bank.latents.flatten(1)
-    for r in range(BANK_ROUNDS + 1):
-        X = opt.ask()
-        from_bank = [bool((bank == row).all(dim=1).any()) for row in X[1:].flatten(1)]
-        assert all(from_bank) if r < BANK_ROUNDS else not any(from_bank)
-        opt.tell([3, 1, 0])
-    assert torch.equal(opt.x, X[3])
 
 
 def test_a_map_gets_line_search_rounds_scaled_to_the_map() -> None:

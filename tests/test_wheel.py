@@ -39,7 +39,6 @@ def test_wheel_contains_the_bundle_the_weights_and_every_notebook(wheel: Path) -
         "labkit/models/digits_ddpm/unet/config.json",
         "labkit/models/digits_ddpm/scheduler/scheduler_config.json",
         "labkit/models/digits_ddpm/README.md",
-        "labkit/models/digits_ddpm/bank.safetensors",
     ):
         assert needed in names
     notebooks = {

@@ -3,7 +3,7 @@
 :func:`train` makes the weights shipped in ``digits_ddpm/`` (and writes any other model folder
 the same way); ``_evaluate`` and ``_profile`` print the figures of the model card
 (``digits_ddpm/README.md``) and of a digits app round. The command line is
-``python -m labkit.models.digits {train,evaluate,profile,bank}`` (:func:`main`; ``labkit
+``python -m labkit.models.digits {train,evaluate,profile}`` (:func:`main`; ``labkit
 train-digits`` is its ``train``).
 
 Kept apart from :mod:`labkit.models.digits` (data, model, loader, sampler, judge) because
@@ -54,7 +54,6 @@ from labkit.models.digits import (
     load_digits_model,
     to_png,
 )
-from labkit.models.digits_bank import BANK_SEED, BANK_SIZE, build_bank
 
 if TYPE_CHECKING:
     # The trainer's types. Imported from their modules rather than from `diffusers`: the package
@@ -479,21 +478,10 @@ def _profile(*, steps_list: Sequence[int], image_px: int, repeats: int, threads:
 def _train_and_print(**options: Any) -> None:
     """``train``, then its summary as JSON on stdout (the ``train`` command)."""
     print(json.dumps(train(**options), indent=2))
-    if options.get("out") is None:  # the packaged weights changed: their bank no longer fits
-        print(
-            "the sample bank was rendered by the old weights and is no longer used; render it "
-            "again with: python -m labkit.models.digits bank",
-            file=sys.stderr,
-        )
-
-
-def _bank_and_print(**options: Any) -> None:
-    """``build_bank``, then the file it wrote (the ``bank`` command)."""
-    print(f"wrote {build_bank(**options)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m labkit.models.digits {train,evaluate,profile,bank} ...``; returns the status."""
+    """``python -m labkit.models.digits {train,evaluate,profile} ...``; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m labkit.models.digits",
         description=cast(str, _digits.__doc__).splitlines()[0],
@@ -559,16 +547,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_prof.add_argument("--repeats", type=int, default=15)
     p_prof.add_argument("--threads", type=int, default=1)
     p_prof.set_defaults(run=_profile)
-    p_bank = sub.add_parser(
-        "bank", help="render the sample bank of the digits app's first rounds (digits_bank.py)"
-    )
-    p_bank.add_argument("--n", type=int, default=BANK_SIZE, help=f"samples (default {BANK_SIZE})")
-    p_bank.add_argument("--seed", type=int, default=BANK_SEED)
-    p_bank.add_argument(
-        "--out", type=Path, default=None, help="output file (default: the packaged bank)"
-    )
-    p_bank.add_argument("--threads", type=int, default=2)
-    p_bank.set_defaults(run=_bank_and_print)
     # Each option's dest is the keyword of the function its command runs (set_defaults(run=...)),
     # so the parsed options are that function's arguments as they stand.
     options = vars(parser.parse_args(argv))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from labkit.optim.bank import SampleBank, image_features
 from labkit.optim.base import OptimizeResult, RankOptimizer, optimize
 from labkit.optim.cmaes import CMAES
 from labkit.optim.preference import PreferenceThompson
@@ -17,8 +16,6 @@ __all__ = [
     "PreferenceThompson",
     "PriorSampling",
     "RankOptimizer",
-    "SampleBank",
     "ZORankSGD",
-    "image_features",
     "optimize",
 ]

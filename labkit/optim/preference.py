@@ -39,20 +39,6 @@ exploration, in proportion to the remaining uncertainty).
   steps are not too long), ×``shrink`` when the incumbent wins (they are). This is the 1/5-th
   success rule of evolution strategies, aimed by the preference model instead of at random.
 
-**A bank for the first rounds** (``bank``, a :class:`~labkit.optim.bank.SampleBank`: N prior
-samples rendered once, with their image features φ_img). For the first ``bank_rounds`` rounds
-rows 1..m−1 come from the bank instead of the latent model: round 1 takes the m−1 bank samples
-that look most unlike x and each other (greedy farthest-point in φ_img: the person sees the
-range of what the model draws), and later rounds take, for each row, the unshown bank sample
-that is best for its own Thompson sample of a second Bradley–Terry model, fit in the same way
-over φ_img of every ranked row (v ~ N(0, I) a priori; ṽ = v̂ + κ_img ε, ε ~ N(0, Σ_img),
-``bank_explore`` = κ_img). Images that look alike are near in φ_img even when their latents are
-not, so these rounds search the whole bank for what the person's rankings point at; the latent
-model is told every one of them too and takes over from round ``bank_rounds`` + 1 with the
-incumbent the bank found. ``features`` maps candidates to φ_img (the task's images through
-:func:`~labkit.optim.bank.image_features`); it is called for x0 only, as the bank holds the
-rest.
-
 **Cost.** The model lives on the CPU in float64 (d ≤ ``MAX_DIM``): a d×d Cholesky per round and
 a few d×d solves per ``tell``, ~5 ms for d = 256. Each round moves its candidates to the
 device once. Randomness: one seed per round from the optimizer's generator; the draws and the
@@ -62,13 +48,11 @@ fit are deterministic on the CPU, so a replay gives the same iterate bit for bit
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 
 from labkit._checks import check_positive, integer
-from labkit.optim.bank import SampleBank, _check_bank, farthest_rows
 from labkit.optim.base import RankOptimizer, as_start_point, atomic_load
 from labkit.ranking import Ranking, Ties, graph_edges
 
@@ -122,12 +106,6 @@ class PreferenceThompson(RankOptimizer):
         radius: ``"local"`` only: the first step radius in units of scale·√d.
         grow, shrink: ``"local"`` only: the radius factors after a new best / the incumbent won.
         forget: γ in (0, 1], the weight of a comparison per round of age.
-        bank: a :class:`~labkit.optim.bank.SampleBank` of latents shaped like x0 for the first
-            rounds (module docstring), or ``None``.
-        features: with a bank: candidates ``(n, *x0.shape)`` → φ_img ``(n, p)`` in the bank's
-            feature space (used for x0).
-        bank_rounds: how many first rounds come from the bank (with a bank; ≥ 1).
-        bank_explore: κ_img, how far the image model's Thompson samples reach.
         seed / generator: the source of all randomness (give one or the other).
     """
 
@@ -144,10 +122,6 @@ class PreferenceThompson(RankOptimizer):
         grow: float = 1.3,
         shrink: float = 0.7,
         forget: float = 1.0,
-        bank: SampleBank | None = None,
-        features: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        bank_rounds: int = 3,
-        bank_explore: float = 0.3,
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
@@ -178,12 +152,6 @@ class PreferenceThompson(RankOptimizer):
         self.forget = check_positive("forget", forget)
         if self.forget > 1:
             raise ValueError(f"forget must be in (0, 1]; got {forget!r}")
-        self.bank = None if bank is None else _check_bank(bank)
-        self.features = features
-        self.bank_rounds = 0
-        self.bank_explore = check_positive("bank_explore", bank_explore)
-        if self.bank is not None:
-            self.bank_rounds = self._check_bank_use(self.bank, features, bank_rounds)
         self._init_randomness(seed=seed, generator=generator)
 
         self._x = x.reshape(-1).to("cpu", torch.float64)  # the incumbent x, float64 on the CPU
@@ -195,38 +163,6 @@ class PreferenceThompson(RankOptimizer):
         self._ages = torch.zeros(0, dtype=torch.float64)  # rounds since each edge was told
         self._rows: torch.Tensor | None = None  # the pending round, float64 on the CPU
         self.last_step: float = 0.0  # ‖x_new − x‖ of the last move (0: the incumbent won)
-        # The image model of the bank rounds: φ_img of the incumbent, Δ_img of every edge, its
-        # posterior (v̂, Σ_img), the bank rows shown so far and those of the pending round.
-        p = 0 if self.bank is None else self.bank.features.shape[1]
-        self._x_feat: torch.Tensor | None = None
-        self._img_deltas = torch.zeros(0, p, dtype=torch.float64)
-        self._img_w = torch.zeros(p, dtype=torch.float64)
-        self._img_cov = torch.eye(p, dtype=torch.float64)
-        self._shown: list[int] = []
-        self._pending_bank: list[int] | None = None
-
-    def _check_bank_use(
-        self, bank: SampleBank, features: Callable[..., Any] | None, bank_rounds: int
-    ) -> int:
-        if features is None or not callable(features):
-            raise ValueError(
-                "a bank needs features=: a function from candidates to the bank's image features "
-                "(for x0), e.g. lambda X: image_features(task.images(X))"
-            )
-        if math.prod(bank.shape) != self.d:
-            raise ValueError(
-                f"the bank's latents have shape {bank.shape} ({math.prod(bank.shape)} entries) "
-                f"but x0 has {self.d}: a bank must hold candidates of this optimizer's shape"
-            )
-        rounds = integer(bank_rounds)
-        if rounds is None or rounds < 1:
-            raise ValueError(f"bank_rounds must be an int >= 1; got {bank_rounds!r}")
-        if len(bank) < rounds * (self.m - 1):
-            raise ValueError(
-                f"a bank of {len(bank)} samples cannot fill {rounds} rounds of {self.m - 1} new "
-                f"rows; use a larger bank or fewer bank_rounds"
-            )
-        return rounds
 
     # -- views --------------------------------------------------------------------------------
     @property
@@ -264,8 +200,6 @@ class PreferenceThompson(RankOptimizer):
     # -- ask / tell ---------------------------------------------------------------------------
     def _ask(self) -> torch.Tensor:
         g = torch.Generator(device="cpu").manual_seed(self._pending_round_seed())
-        if self.bank is not None and self.rounds < self.bank_rounds:
-            return self._ask_bank(self.bank, g)
         eps = torch.randn(self.m - 1, self.d, generator=g, dtype=torch.float64)
         # w̃ = ŵ + κ L ε with Σ = L Lᵀ: Thompson samples of the posterior, widened by κ.
         L = torch.linalg.cholesky(self._cov)
@@ -274,57 +208,10 @@ class PreferenceThompson(RankOptimizer):
         self._rows = rows
         return rows.to(self.device, self.dtype).view(self.m, *self.shape)
 
-    def _ask_bank(self, bank: SampleBank, g: torch.Generator) -> torch.Tensor:
-        """A bank round (module docstring): the incumbent and m − 1 unshown bank samples."""
-        if self._x_feat is None:
-            assert self.features is not None
-            x = self._x.to(self.device, self.dtype).view(1, *self.shape)
-            self._x_feat = self.features(x).detach().to("cpu", torch.float64).reshape(-1)
-        F = bank.features
-        n = self.m - 1
-        if len(self._img_deltas) == 0:
-            # Nothing ranked yet: the spread of what the model draws, far from x and each other.
-            mask = torch.zeros(len(bank), dtype=torch.bool)
-            mask[self._shown] = True
-            start = torch.where(mask.unsqueeze(1), self._x_feat, F)  # shown rows count as x
-            picks = farthest_rows(start, self._x_feat, n)
-        else:
-            # ṽ_i = v̂ + κ_img L_img ε_i; row i is the unshown sample with the highest ṽ_iᵀφ_img.
-            eps = torch.randn(n, F.shape[1], generator=g, dtype=torch.float64)
-            V = self._img_w + self.bank_explore * (eps @ torch.linalg.cholesky(self._img_cov).T)
-            U = F @ V.T  # (N, n) sampled utilities
-            U[self._shown] = -math.inf
-            picks = []
-            for i in range(n):
-                u = U[:, i]
-                if picks:
-                    u = u.index_fill(0, torch.tensor(picks), -math.inf)
-                picks.append(int(u.argmax()))
-        self._pending_bank = picks
-        rows = torch.cat([self._x.unsqueeze(0), bank.latents[picks].reshape(n, -1).double()])
-        self._rows = rows
-        return rows.to(self.device, self.dtype).view(self.m, *self.shape)
-
-    def _tell_bank(self, picks: list[int], edges: list[tuple[int, int]], best: int) -> None:
-        """Tell the image model a bank round's edges; the incumbent's φ_img follows the winner."""
-        assert self.bank is not None and self._x_feat is not None
-        phi = torch.cat([self._x_feat.unsqueeze(0), self.bank.features[picks]])
-        if edges:
-            win = torch.tensor([i for i, _ in edges])
-            lose = torch.tensor([j for _, j in edges])
-            self._img_deltas = torch.cat([self._img_deltas, phi[win] - phi[lose]])
-            ones = torch.ones(len(self._img_deltas), dtype=torch.float64)
-            self._img_w, self._img_cov = laplace_fit(self._img_deltas, ones, 1.0, self._img_w)
-        self._shown.extend(picks)
-        self._x_feat = phi[best].clone()
-
     def _tell(self, ranking: Ranking, ties: Ties) -> None:
         rows = self._rows
         assert rows is not None
         edges = graph_edges(self.m, ranking, ties)
-        if self._pending_bank is not None:
-            self._tell_bank(self._pending_bank, edges, ranking[0])
-            self._pending_bank = None
         phi = self._features(rows)
         if edges:
             win = torch.tensor([i for i, _ in edges])
@@ -367,15 +254,6 @@ class PreferenceThompson(RankOptimizer):
             "shrink": self.shrink,
             "forget": self.forget,
             "dtype": str(self.dtype),
-            **(
-                {}
-                if self.bank is None
-                else {
-                    "bank": self.bank.fingerprint,
-                    "bank_rounds": self.bank_rounds,
-                    "bank_explore": self.bank_explore,
-                }
-            ),
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -390,17 +268,6 @@ class PreferenceThompson(RankOptimizer):
             "radius": self._radius,
             "last_step": self.last_step,
             "pending": self.pending,
-            **(
-                {}
-                if self.bank is None
-                else {
-                    "x_feat": None if self._x_feat is None else self._x_feat.clone(),
-                    "img_deltas": self._img_deltas.clone(),
-                    "img_w": self._img_w.clone(),
-                    "img_cov": self._img_cov.clone(),
-                    "shown": list(self._shown),
-                }
-            ),
         }
 
     @atomic_load
@@ -414,13 +281,5 @@ class PreferenceThompson(RankOptimizer):
         self._ages = state["ages"].to("cpu", torch.float64).clone()
         self._radius = float(state["radius"])
         self.last_step = float(state["last_step"])
-        if self.bank is not None:
-            x_feat = state["x_feat"]
-            self._x_feat = None if x_feat is None else x_feat.to("cpu", torch.float64).clone()
-            self._img_deltas = state["img_deltas"].to("cpu", torch.float64).clone()
-            self._img_w = state["img_w"].to("cpu", torch.float64).clone()
-            self._img_cov = state["img_cov"].to("cpu", torch.float64).clone()
-            self._shown = [int(i) for i in state["shown"]]
-        self._pending_bank = None
         self._rows = None
         self._pending = self._ask() if state["pending"] else None
