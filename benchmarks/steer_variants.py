@@ -30,8 +30,8 @@ A grid entry is ``name=value`` pairs (``a/b/c`` for a per-row list). Options:
   bank by the image model's Thompson samples, the rest the latent model's; ``bank_schedule=a/b/c``
   gives the bank rows of each round (none after the list). ``bank=4096,bank_schedule=7/7/7`` was
   tried as the default with a shipped bank and measured on held-out targets; it was not kept
-  (docs/benchmarks.md, "Toward ≤ 0.1×"). ``default`` as a grid entry runs
-  ``labkit.make_optimizer`` itself.
+  (docs/benchmarks.md, "A bank of rendered samples for the first rounds"). ``default`` as a
+  grid entry runs ``labkit.make_optimizer`` itself.
 """
 
 from __future__ import annotations
@@ -172,6 +172,31 @@ class Variant(PreferenceThompson):
         ones = torch.ones(D.shape[0], dtype=torch.float64)  # every comparison counts alike, λ = 1
         self._img_w, self._img_cov = laplace_fit(D, ones, 1.0, w0)
 
+    def _image_picks(
+        self, F: torch.Tensor, n: int, g: torch.Generator, exclude: set[int] | None = None
+    ) -> list[int]:
+        """Rows of ``F`` (candidates' image features) for n Thompson samples of the image model:
+        each sample's best, none in ``exclude`` and none twice."""
+        eps = torch.randn(n, F.shape[1], generator=g, dtype=torch.float64)
+        L = torch.linalg.cholesky(self._img_cov)
+        U = F @ (self._img_w + self.image_explore * (eps @ L.T)).T  # (candidates, n) utilities
+        if exclude:
+            U[torch.tensor(sorted(exclude))] = -math.inf
+        chosen: list[int] = []
+        for i in range(n):
+            u = U[:, i].clone()
+            if chosen:
+                u[torch.tensor(chosen)] = -math.inf
+            chosen.append(int(u.argmax()))
+        return chosen
+
+    def _bank_count(self, r: int) -> int:
+        """Bank rows in round r + 1 (0-based r): all of round 1, then ``bank_rows``, or the
+        schedule's entry (none after it)."""
+        if self.bank_schedule is not None:
+            return int(self.bank_schedule[r]) if r < len(self.bank_schedule) else 0
+        return self.m - 1 if r == 0 else min(self.m - 1, self.bank_rows)
+
     def _bank(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A fixed bank of prior samples on the sphere and their image features (cached)."""
         key = (self.bank, self.shape)
@@ -188,17 +213,7 @@ class Variant(PreferenceThompson):
             Fx = self._image_features(self._x[None])[0]
             idx = _farthest(F, Fx, n)
         else:
-            eps = torch.randn(n, F.shape[1], generator=g, dtype=torch.float64)
-            L = torch.linalg.cholesky(self._img_cov)
-            U = F @ (self._img_w + self.image_explore * (eps @ L.T)).T
-            if self._shown:
-                U[torch.tensor(sorted(self._shown))] = -math.inf
-            idx = []
-            for i in range(n):
-                u = U[:, i].clone()
-                if idx:
-                    u[torch.tensor(idx)] = -math.inf
-                idx.append(int(u.argmax()))
+            idx = self._image_picks(F, n, g, exclude=self._shown)
         self._shown.update(idx)
         return Z[torch.tensor(idx)]
 
@@ -207,10 +222,7 @@ class Variant(PreferenceThompson):
         g = torch.Generator(device="cpu").manual_seed(self._pending_round_seed())
         n = self.m - 1
         if self.bank:
-            nb = n if self.rounds == 0 else min(n, self.bank_rows)
-            if self.bank_schedule is not None:
-                sch = list(self.bank_schedule)
-                nb = int(sch[self.rounds]) if self.rounds < len(sch) else 0
+            nb = self._bank_count(self.rounds)
             parts = [self._bank_rows(nb, g)] if nb else []
             if n > nb:
                 parts.append(self._thompson(n - nb, g))
@@ -224,24 +236,16 @@ class Variant(PreferenceThompson):
             pool = torch.cat(
                 [self._prior_samples(fresh, g), self._thompson(self.image_pool - fresh, g)]
             )
-            F = self._image_features(pool)
-            eps = torch.randn(n, F.shape[1], generator=g, dtype=torch.float64)
-            L = torch.linalg.cholesky(self._img_cov)
-            U = F @ (self._img_w + self.image_explore * (eps @ L.T)).T  # (pool, n) utilities
-            chosen: list[int] = []
-            for i in range(n):  # each row its sample's best, no pool member twice
-                u = U[:, i].clone()
-                if chosen:
-                    u[torch.tensor(chosen)] = -math.inf
-                chosen.append(int(u.argmax()))
-            P = pool[torch.tensor(chosen)]
+            P = pool[torch.tensor(self._image_picks(self._image_features(pool), n, g))]
         else:
             P = self._thompson(n, g)
         self._rows = torch.cat([self._x.unsqueeze(0), P])
         return self._rows.to(self.device, self.dtype).view(self.m, *self.shape)
 
     def _tell(self, ranking: Ranking, ties: Ties) -> None:
-        if self.image_pool or self.bank:
+        # The image model is fitted while a later round can use it (a bank schedule ends).
+        later = self.bank and any(self._bank_count(r) for r in range(self.rounds + 1, steer.ROUNDS))
+        if self.image_pool or later:
             assert self._rows is not None
             edges = graph_edges(self.m, ranking, ties)
             if edges:
