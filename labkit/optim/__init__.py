@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from labkit.optim.base import OptimizeResult, RankOptimizer, optimize
 from labkit.optim.cmaes import CMAES
+from labkit.optim.image_thompson import ImageThompson
 from labkit.optim.preference import PreferenceThompson
 from labkit.optim.prior import PriorSampling
 from labkit.optim.zo_ranksgd import ZORankSGD
@@ -12,6 +13,7 @@ from labkit.optim.zo_sgd import ZOSGD
 __all__ = [
     "CMAES",
     "ZOSGD",
+    "ImageThompson",
     "OptimizeResult",
     "PreferenceThompson",
     "PriorSampling",

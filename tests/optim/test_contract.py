@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from labkit.optim.base import RankOptimizer, optimize
 from labkit.optim.cmaes import CMAES
+from labkit.optim.image_thompson import ImageThompson
 from labkit.optim.preference import PreferenceThompson
 from labkit.optim.prior import PriorSampling
 from labkit.optim.zo_sgd import ZOSGD
@@ -61,7 +62,13 @@ def _preference_local(x0: Any, *, m: int = M, seed: int = 0) -> RankOptimizer:
     return PreferenceThompson(x0, m=m, seed=seed, geometry="local", scale=0.3, forget=0.7)
 
 
+def _image_thompson(x0: Any, *, m: int = M, seed: int = 0) -> RankOptimizer:
+    # A stand-in renderer (any shape in, one "image" per row out), bent so it is not linear.
+    return ImageThompson(x0, view=lambda X: torch.sin(0.7 * X.flatten(1)), pool=12, m=m, seed=seed)
+
+
 FACTORIES: dict[str, Factory] = {
+    "ImageThompson": _image_thompson,
     "ZORankSGD": _zo_ranksgd,
     "ZORankSGD-line-search": _zo_ranksgd_line_search,
     "CMAES": _cmaes,
