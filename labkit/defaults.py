@@ -56,10 +56,15 @@ def make_optimizer(task: Any, x0: Any, *, m: int = 8, seed: int | None = None) -
     Chosen per kind of task by ``labkit bench steer`` (simulated people on the apps' tasks; tuned
     on the train split, reported on held-out targets in docs/benchmarks.md, "Steering"):
 
-    * latents of the digits model or a diffusers pipeline (d ≤ 4096), with or without a class
-      offset: :class:`~labkit.optim.PreferenceThompson` on the prior's sphere — every ranking so
-      far shapes each round, the incumbent leads every round (so "none of these is better" is an
-      answer, and it is used, as are ties);
+    * latents of the digits model, with or without a class offset:
+      :class:`~labkit.optim.ImageThompson` — a Bradley–Terry model of every ranking so far over
+      the latents proposes; in the first 3 rounds a second one, over the images the person saw,
+      picks each row from 64 rendered proposals (≈ 1.5 s of one core in each of those rounds);
+      the incumbent leads every round (so "none of these is better" is an answer, and it is
+      used, as are ties);
+    * latents of a diffusers pipeline (d ≤ 4096): :class:`~labkit.optim.PreferenceThompson` on
+      the prior's sphere, the latent model alone (a pool of 64 pipeline renders a round would
+      cost minutes);
     * a point on a map (``FunctionTask``): ZO-RankSGD with the paper's line-search rounds
       (lr = 8·s, μ = s, 6 step sizes), which needed the fewest rounds there;
     * a policy (``ControlTask``): CMA-ES told the ranks (σ = s), likewise;
@@ -70,6 +75,7 @@ def make_optimizer(task: Any, x0: Any, *, m: int = 8, seed: int | None = None) -
     Raises ``ValueError`` for a task without a known scale or a bad ``m``/``x0``.
     """
     from labkit.optim.cmaes import CMAES
+    from labkit.optim.image_thompson import ImageThompson
     from labkit.optim.preference import MAX_DIM, PreferenceThompson
     from labkit.optim.zo_ranksgd import ZORankSGD
 
@@ -79,7 +85,19 @@ def make_optimizer(task: Any, x0: Any, *, m: int = 8, seed: int | None = None) -
     start = as_start_point(x0)
     s = task_scale(task)
     kind = type(task).__name__
-    if kind in ("DigitsTask", "PipelineTask") and start.numel() <= MAX_DIM:
+    if kind == "DigitsTask" and start.numel() <= MAX_DIM:
+        return ImageThompson(
+            start,
+            view=task.images,
+            pool=POOL,
+            look_rounds=LOOK_ROUNDS,
+            m=m_int,
+            scale=s,
+            prior=PRIOR,
+            explore=EXPLORE,
+            seed=seed,
+        )
+    if kind == "PipelineTask" and start.numel() <= MAX_DIM:
         return PreferenceThompson(
             start, m=m_int, scale=s, geometry="sphere", prior=PRIOR, explore=EXPLORE, seed=seed
         )
@@ -93,3 +111,7 @@ def make_optimizer(task: Any, x0: Any, *, m: int = 8, seed: int | None = None) -
 #: PreferenceThompson's λ and κ for latents (tuned on the train split, benchmarks/tune_steer.py).
 PRIOR = 0.3
 EXPLORE = 0.15
+#: ImageThompson's pool and the rounds its image model chooses (chosen on the train split:
+#: benchmarks/steer_variants.py, "image_pool=64,prior_frac=0,look_rounds=3").
+POOL = 64
+LOOK_ROUNDS = 3

@@ -7,7 +7,7 @@ import torch
 
 import labkit
 from labkit.defaults import task_scale
-from labkit.optim import CMAES, PreferenceThompson, ZORankSGD
+from labkit.optim import CMAES, ImageThompson, PreferenceThompson, ZORankSGD
 from labkit.tasks.functions import FunctionTask
 
 
@@ -17,18 +17,32 @@ class _Latents:
     scale = 1.0
 
 
-def test_latents_get_the_preference_model_on_the_prior_sphere() -> None:
+def test_digit_latents_get_the_image_model_over_the_preference_model() -> None:
     from labkit.tasks.diffusion import DigitsTask
 
     task = DigitsTask(3, condition=None, classifier=object())
     opt = labkit.make_optimizer(task, task.x0(seed=0), seed=4)
-    assert isinstance(opt, PreferenceThompson)
+    assert isinstance(opt, ImageThompson) and isinstance(opt, PreferenceThompson)
     assert opt.geometry == "sphere" and opt.scale == 1.0 and opt.m == 8 and opt.seed == 4
+    assert opt.pool == 64
+    calls = task.calls
     X = opt.ask()
+    assert task.calls == calls + 1  # x0 and the first pool: one batched call
     assert X.shape == (8, 1, 16, 16)
     assert torch.equal(X[0], task.x0(seed=0))  # the start leads the first round
     # The 7 samples lie on the prior's shell: ‖z‖ = scale·√256 = 16.
     assert torch.allclose(X[1:].flatten(1).norm(dim=1), torch.full((7,), 16.0))
+    # The round's images were drawn with the pool: showing them costs no model call.
+    task.images(X)
+    assert task.calls == calls + 1
+
+
+def test_pipeline_latents_get_the_latent_preference_model() -> None:
+    class PipelineTask:  # stands for diffusion.PipelineTask (its pool would cost minutes)
+        scale = 1.0
+
+    opt = labkit.make_optimizer(PipelineTask(), torch.zeros(4, 8, 8), seed=0)
+    assert type(opt) is PreferenceThompson and opt.geometry == "sphere"
 
 
 def test_a_map_gets_line_search_rounds_scaled_to_the_map() -> None:

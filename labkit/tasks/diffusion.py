@@ -226,6 +226,8 @@ class _LatentTask:
 
     maximize: bool = True
     mime: str = "image/png"
+    #: Images remembered (``_CACHE_ROWS``; the digits task more: its optimizer renders a pool).
+    _cache_rows: int = _CACHE_ROWS
     shape: tuple[int, ...]
     latent_shape: tuple[int, ...]
     optimize: str
@@ -292,7 +294,7 @@ class _LatentTask:
         for key in keys:
             self._cache.move_to_end(key)
         out = torch.stack([self._cache[key] for key in keys])
-        while len(self._cache) > _CACHE_ROWS:
+        while len(self._cache) > self._cache_rows:
             self._cache.popitem(last=False)
         return out
 
@@ -434,6 +436,10 @@ class DigitsTask(_LatentTask):
     A round is ``(m, *task.shape)`` on ``device``: ``(m, 1, 16, 16)`` latents, or ``(m, 384)``
     with ``optimize="latents+class"`` (:meth:`split` takes the two parts apart).
     """
+
+    #: A pool of 64 (``make_optimizer``'s ImageThompson), the round's fresh rows and the
+    #: rounds the widget and plot render: 256 images of 1 kB.
+    _cache_rows = 256
 
     def __init__(
         self,
