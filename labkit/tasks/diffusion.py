@@ -47,15 +47,15 @@ requested digit) or :class:`ImageSimilarity` (closeness to a target image, a per
 in mind) — optionally with Thurstone noise and slips (``noise=``, ``swap_prob=``) to act like a
 person.
 
-Cost. Each task generates the new images of a round in **one** batched call and remembers the
-last ``_CACHE_ROWS`` images it made, one per latent, keyed by the candidate's exact bytes and the
-task's settings (:meth:`_LatentTask.images`). Only candidates it has not drawn recently go to the
-model: the widget's render, a judge's score and the plot's score of the same round share one
-generation, and a line-search round's incumbent and previous winner (drawn in earlier rounds) are
-not drawn again. An image served from memory is, bit for bit, the one shown when that latent was
-first drawn. Drawn afresh in a batch of another size it may differ in the last float bits (CPU
-kernels pick their blocking by batch size; measured ≤ 1e-6 on [0, 1] pixels for the digits model),
-never visibly.
+Cost. Each task generates the new images of a round in **one** batched call and remembers the last
+``_cache_rows`` images it made (32; the digits task 256), one per latent, keyed by the candidate's
+exact bytes and the task's settings (:meth:`_LatentTask.images`). Only candidates it has not drawn
+recently go to the model: the widget's render, a judge's score and the plot's score of the same
+round share one generation, and a line-search round's incumbent and previous winner (drawn in
+earlier rounds) are not drawn again. An image served from memory is, bit for bit, the one shown when
+that latent was first drawn. Drawn afresh in a batch of another size it may differ in the last float
+bits (CPU kernels pick their blocking by batch size; measured ≤ 1e-6 on [0, 1] pixels for the digits
+model), never visibly.
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ class _LatentTask:
     def images(self, X: torch.Tensor) -> torch.Tensor:
         """The images of the ``(m, *shape)`` candidates, ``(m, C, H, W)`` in [0, 1].
 
-        Candidates drawn recently (the last ``_CACHE_ROWS`` images, keyed by each row's exact
+        Candidates drawn recently (the last ``_cache_rows`` images, keyed by each row's exact
         bytes and the task's settings) come from memory; the others, without duplicates, go to
         the model in one batched call (none if every row is remembered). The result is a new
         tensor on the task's device.

@@ -434,9 +434,9 @@ def test_digits_task_draws_only_latents_it_does_not_remember(digits: tuple[Any, 
 def test_digits_task_memory_is_per_setting_deduplicated_and_bounded(
     digits: tuple[Any, Any],
 ) -> None:
-    from labkit.tasks.diffusion import _CACHE_ROWS
-
     task = _digits_task(digits, 8, condition=None, steps=2, image_px=16)
+    size = task._cache_rows  # 256 for the digits task: ImageThompson's pool and its rounds
+    assert size >= 64 + 8
     X = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(6))
     rows, hook = _count_unet_rows(task)
     try:
@@ -448,8 +448,8 @@ def test_digits_task_memory_is_per_setting_deduplicated_and_bounded(
         task.renormalize = True
         task.images(X)
         assert task.calls == 2
-        # After _CACHE_ROWS newer images, the oldest are forgotten and drawn again.
-        task.images(torch.randn(_CACHE_ROWS, 1, 16, 16, generator=torch.Generator().manual_seed(7)))
+        # After that many newer images, the oldest are forgotten and drawn again.
+        task.images(torch.randn(size, 1, 16, 16, generator=torch.Generator().manual_seed(7)))
         task.images(X)
         assert task.calls == 4
     finally:
