@@ -160,10 +160,6 @@ class ImageThompson(PreferenceThompson):
         self._x_look: torch.Tensor | None = None  # ψ(x) of the incumbent, once rendered
         self._row_look: torch.Tensor | None = None  # ψ of the pending round's rows
 
-    @property
-    def round_kind(self) -> str:
-        return "preference"
-
     # -- the image model ------------------------------------------------------------------------
     def _look(self, Z: torch.Tensor) -> torch.Tensor:
         """ψ of latents Z (float64 CPU rows): rendered by ``view`` in one call, flattened,
@@ -182,12 +178,6 @@ class ImageThompson(PreferenceThompson):
         assert self._look_w is not None and self._look_cov is not None
         return _thompson_picks(F, self._look_w, self._look_cov, self.look_explore, n, g)
 
-    def _thompson_points(self, n: int, g: torch.Generator) -> torch.Tensor:
-        """n Thompson points of the latent model: R·w̃/‖w̃‖, w̃ = ŵ + κ L ε."""
-        eps = torch.randn(n, self.d, generator=g, dtype=torch.float64)
-        L = torch.linalg.cholesky(self._cov)
-        return self._points(self._w + self.explore * (eps @ L.T))
-
     def _prior_points(self, n: int, g: torch.Generator) -> torch.Tensor:
         """n prior samples, on the sphere of radius R like every other candidate."""
         Z = torch.randn(n, self.d, generator=g, dtype=torch.float64)
@@ -195,12 +185,11 @@ class ImageThompson(PreferenceThompson):
 
     # -- ask / tell -----------------------------------------------------------------------------
     def _ask(self) -> torch.Tensor:
-        g = torch.Generator(device="cpu").manual_seed(self._pending_round_seed())
-        n = self.m - 1
         self._row_look = None
         if self.rounds >= self.look_rounds:  # the latent model alone from here on
-            self._rows = torch.cat([self._x.unsqueeze(0), self._thompson_points(n, g)])
-            return self._rows.to(self.device, self.dtype).view(self.m, *self.shape)
+            return super()._ask()
+        g = torch.Generator(device="cpu").manual_seed(self._pending_round_seed())
+        n = self.m - 1
         if self.rounds == 0 or self._x_look is None:
             # The first round: looks spread over what the model draws.
             Z = self._prior_points(self.pool, g)

@@ -198,13 +198,16 @@ class PreferenceThompson(RankOptimizer):
         return self._x + self._radius * U
 
     # -- ask / tell ---------------------------------------------------------------------------
-    def _ask(self) -> torch.Tensor:
-        g = torch.Generator(device="cpu").manual_seed(self._pending_round_seed())
-        eps = torch.randn(self.m - 1, self.d, generator=g, dtype=torch.float64)
+    def _thompson_points(self, n: int, g: torch.Generator) -> torch.Tensor:
+        """n Thompson points: the best point for each of n samples w̃ = ŵ + κ L ε."""
+        eps = torch.randn(n, self.d, generator=g, dtype=torch.float64)
         # w̃ = ŵ + κ L ε with Σ = L Lᵀ: Thompson samples of the posterior, widened by κ.
         L = torch.linalg.cholesky(self._cov)
-        W = self._w + self.explore * (eps @ L.T)
-        rows = torch.cat([self._x.unsqueeze(0), self._points(W)])
+        return self._points(self._w + self.explore * (eps @ L.T))
+
+    def _ask(self) -> torch.Tensor:
+        g = torch.Generator(device="cpu").manual_seed(self._pending_round_seed())
+        rows = torch.cat([self._x.unsqueeze(0), self._thompson_points(self.m - 1, g)])
         self._rows = rows
         return rows.to(self.device, self.dtype).view(self.m, *self.shape)
 
